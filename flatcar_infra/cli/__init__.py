@@ -1,0 +1,1 @@
+"""The ``flatcar-infra`` command line."""

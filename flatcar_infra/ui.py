@@ -1,0 +1,56 @@
+"""The one presentation layer for people: progress, diagnostics, tables. No scattered prints.
+
+Machine-readable output (Ignition JSON, ``--json``) goes to stdout through ``emit``; everything for
+people goes to stderr, colored only on a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.markup import escape
+
+from flatcar_infra.errors import Diagnostic
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit(data: str | bytes) -> None:
+    """Write machine-readable output to stdout, exactly as given."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def diagnostics(diags: Iterable[Diagnostic]) -> None:
+    for d in diags:
+        style = "red" if d.is_error else "yellow"
+        err.print(f"[{style}]{escape(str(d))}[/{style}]")
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/bold red] {escape(message)}")
+
+
+def info(message: str) -> None:
+    err.print(escape(message))
+
+
+def progress(phase: str, message: str, elapsed: float | None = None) -> None:
+    """One progress line: ``[phase  12.3s] message``."""
+    stamp = f" {elapsed:6.1f}s" if elapsed is not None else ""
+    err.print(f"[cyan]\\[{escape(phase)}{stamp}][/cyan] {escape(message)}")
+
+
+@contextmanager
+def phase(name: str, message: str) -> Iterator[None]:
+    """Report a phase's start and its duration at the end."""
+    t0 = time.monotonic()
+    progress(name, message)
+    yield
+    progress(name, "done", time.monotonic() - t0)
