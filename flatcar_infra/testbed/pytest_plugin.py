@@ -1,0 +1,1 @@
+"""pytest fixtures for booting test-bed VMs (loaded by tests/conftest.py)."""
