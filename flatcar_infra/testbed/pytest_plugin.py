@@ -1,1 +1,100 @@
-"""pytest fixtures for booting test-bed VMs (loaded by tests/conftest.py)."""
+"""pytest fixtures for booting test-bed VMs (loaded by tests/conftest.py).
+
+- ``vm_image`` (session): the cached stand-in image, built on first use (needs root). When it
+  cannot be built the VM tests FAIL with the reason; they are skipped only when
+  ``FLATCAR_INFRA_SKIP_VM=1`` is set explicitly (developers without root).
+- ``local_bucket`` (session): a moto S3 server on 127.0.0.1 with one bucket (``LocalBucket``).
+- ``vm_client_key`` (session): an ed25519 key for ``core``; put ``.public_line`` in your configs
+  (``with_core_key`` does it).
+- ``vm_factory`` (function) / ``vm_factory_module`` (module): ``factory.boot(name, config=...)``
+  uploads the config, boots a VM with the pointer user-data and waits for SSH. Every VM is torn
+  down at the end of the scope, even on failure; a failing test's report carries the tail of each
+  live VM's serial log (the full logs stay in the test's tmp dir).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flatcar_infra.errors import UserError
+from flatcar_infra.testbed.bucket import LocalBucket
+from flatcar_infra.testbed.image import build_image
+from flatcar_infra.testbed.machines import VmFactory
+from flatcar_infra.testbed.vm import ClientKey, generate_client_key
+
+_LIVE_FACTORIES: list[VmFactory] = []
+
+
+def _skip_vm() -> bool:
+    return os.environ.get("FLATCAR_INFRA_SKIP_VM") == "1"
+
+
+@pytest.fixture(scope="session")
+def vm_image(request: pytest.FixtureRequest) -> Path:
+    if _skip_vm():
+        pytest.skip("FLATCAR_INFRA_SKIP_VM=1: VM tests skipped on request")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(phase: str, message: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[{phase}] {message}")
+
+    try:
+        return build_image(progress)
+    except UserError as exc:
+        pytest.fail(f"the VM test bed image is not available: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def local_bucket() -> Iterator[LocalBucket]:
+    bucket = LocalBucket().start()
+    try:
+        yield bucket
+    finally:
+        bucket.stop()
+
+
+@pytest.fixture(scope="session")
+def vm_client_key(tmp_path_factory: pytest.TempPathFactory) -> ClientKey:
+    return generate_client_key(tmp_path_factory.mktemp("vm-keys"))
+
+
+def _factory(image: Path, bucket: LocalBucket, key: ClientKey, workdir: Path) -> Iterator[VmFactory]:
+    factory = VmFactory(image=image, bucket=bucket, client_key=key, workdir=workdir)
+    _LIVE_FACTORIES.append(factory)
+    try:
+        yield factory
+    finally:
+        _LIVE_FACTORIES.remove(factory)
+        factory.close()
+
+
+@pytest.fixture
+def vm_factory(vm_image: Path, local_bucket: LocalBucket, vm_client_key: ClientKey,
+               tmp_path: Path) -> Iterator[VmFactory]:
+    yield from _factory(vm_image, local_bucket, vm_client_key, tmp_path / "vms")
+
+
+@pytest.fixture(scope="module")
+def vm_factory_module(vm_image: Path, local_bucket: LocalBucket, vm_client_key: ClientKey,
+                      tmp_path_factory: pytest.TempPathFactory,
+                      request: pytest.FixtureRequest) -> Iterator[VmFactory]:
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    yield from _factory(vm_image, local_bucket, vm_client_key, tmp_path_factory.mktemp(f"vms-{name}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _LIVE_FACTORIES:
+        for factory in _LIVE_FACTORIES:
+            for vm in factory.vms:
+                report.sections.append(
+                    (f"serial console of {vm.spec.name} (last 60 lines; full: {vm.serial_log})",
+                     vm.serial_tail(60)))

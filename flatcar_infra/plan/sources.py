@@ -1,0 +1,393 @@
+"""Where the two sides of a plan come from: config files, ``git:REV:path`` references, stacks.
+
+The only I/O of the plan package: reading files, running ``git`` (``rev-parse``, ``cat-file``,
+``show``, ``archive``: never anything that changes the repository) and compiling. A tree at a
+revision is exported with ``git archive`` into a temporary directory, so relative ``files_dir``,
+snippets and ``local:`` contents resolve at that revision exactly as in the working tree.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from flatcar_infra.compiler import CompiledConfig, compile_config
+from flatcar_infra.errors import ConfigError, Diagnostic, UserError
+from flatcar_infra.plan.diff import SECRET_MARKER, Notice, SecretRules
+from flatcar_infra.plan.model import MachinePlan, Plan, plan_machine
+from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.stackconfig import MachineSpec, SecureValue, StackSpec, load_stack_file, resolve_path
+
+GIT_PREFIX = "git:"
+STACK_GLOB = "Pulumi.*.yaml"
+
+
+@dataclass(frozen=True)
+class GitRef:
+    rev: str
+    path: str  # as the user wrote it, relative to the current directory
+
+    @classmethod
+    def parse(cls, ref: str) -> GitRef:
+        rest = ref[len(GIT_PREFIX) :]
+        rev, sep, path = rest.partition(":")
+        if not sep or not rev or not path:
+            raise UserError(f"{ref}: expected git:REV:PATH", advice="e.g. git:origin/main:configs/web.bu")
+        return cls(rev, path)
+
+    def __str__(self) -> str:
+        return f"{GIT_PREFIX}{self.rev}:{self.path}"
+
+
+class GitRepo:
+    """Read-only access to the repository that contains ``cwd``."""
+
+    def __init__(self, cwd: str | Path = ".") -> None:
+        self.cwd = Path(cwd).resolve()
+        self.top = self.cwd
+        top = self._git("rev-parse", "--show-toplevel", what="find the git repository").strip()
+        self.prefix = self._git("rev-parse", "--show-prefix", what="locate the directory").decode().strip()
+        self.top = Path(top.decode())  # from here on git runs at the root: paths are root-relative
+
+    def _git(self, *args: str, what: str, check: bool = True) -> bytes:
+        try:
+            proc = subprocess.run(["git", *args], cwd=self.top, capture_output=True, check=False)
+        except FileNotFoundError:
+            raise UserError("git is not installed", advice="git:REV:PATH and --base need git") from None
+        if check and proc.returncode != 0:
+            msg = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise UserError(
+                f"git: cannot {what}: {msg[-1] if msg else 'failed'}",
+                advice="run inside the repository (git rev-parse --show-toplevel)",
+            )
+        return proc.stdout
+
+    def commit(self, rev: str) -> str:
+        """The commit id of ``rev``; a clear error when there is no such revision."""
+        if rev.startswith("-"):
+            raise UserError(f"git: {rev!r} is not a revision")
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+            cwd=self.top,
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise UserError(
+                f"git: unknown revision {rev!r}",
+                advice="fetch it first (CI: actions/checkout with fetch-depth: 0)",
+            )
+        return proc.stdout.decode().strip()
+
+    def repo_path(self, path: str | Path) -> str:
+        """A path relative to the current directory (or absolute inside the work tree) as a path
+        relative to the repository root ('' for the root)."""
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                rel = p.resolve().relative_to(self.top).as_posix()
+            except ValueError:
+                raise UserError(f"{path}: outside the git repository {self.top}") from None
+        else:
+            rel = posixpath.normpath(posixpath.join(self.prefix, p.as_posix()))
+        if rel == ".":
+            return ""
+        if rel.startswith("../") or rel == "..":
+            raise UserError(f"{path}: outside the git repository {self.top}")
+        return rel
+
+    def exists(self, commit: str, rel: str) -> bool:
+        proc = subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}:{rel}"], cwd=self.top, capture_output=True, check=False
+        )
+        return proc.returncode == 0
+
+    def show(self, commit: str, rel: str) -> bytes:
+        return self._git("show", f"{commit}:{rel}", what=f"read {rel} at {commit[:12]}")
+
+    def export(self, commit: str, rels: Sequence[str], dest: Path) -> None:
+        """Write the listed directories (or files) as they are at ``commit`` under ``dest``."""
+        present = [r for r in dict.fromkeys(rels) if r == "" or self.exists(commit, r)]
+        if not present:
+            return
+        paths = [r for r in present if r] if "" not in present else []
+        data = self._git(
+            "archive",
+            "--format=tar",
+            commit,
+            "--",
+            *paths,
+            what=f"export {', '.join(paths) or 'the tree'} at {commit[:12]}",
+        )
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(dest, filter="data")  # refuses links and paths leaving dest
+        except tarfile.TarError as exc:
+            raise UserError(
+                f"git: cannot export {', '.join(paths) or 'the tree'} at {commit[:12]}: {exc}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """The options ``plan OLD NEW`` applies to both sides."""
+
+    files_dir: str | None = None
+    variables: Mapping[str, str] | None = None
+    platform: str | None = None
+
+
+def _read_text(path: Path, label: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{label}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{label}: cannot read: {exc}") from None
+
+
+def load_side(ref: str, opts: CompileOptions, work: Path, repo: GitRepo | None = None) -> CompiledConfig:
+    """Compile ``ref`` (a file or ``git:REV:path``); ``work`` is a scratch directory for exports."""
+    if not ref.startswith(GIT_PREFIX):
+        path = Path(ref)
+        text = _read_text(path, ref)
+        files_dir = Path(opts.files_dir) if opts.files_dir is not None else path.parent
+        return _compile(text, ref, files_dir, opts.variables, (), opts.platform)
+    git = GitRef.parse(ref)
+    repo = repo or GitRepo()
+    commit = repo.commit(git.rev)
+    rel = repo.repo_path(git.path)
+    if not repo.exists(commit, rel):
+        raise UserError(f"{ref}: {rel} does not exist at {git.rev} ({commit[:12]})")
+    try:
+        text = repo.show(commit, rel).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{ref}: not UTF-8 text") from None
+    root = work / commit
+    if opts.files_dir is not None and Path(opts.files_dir).is_absolute():
+        files_dir = Path(opts.files_dir)
+    else:
+        dir_rel = repo.repo_path(opts.files_dir) if opts.files_dir is not None else posixpath.dirname(rel)
+        repo.export(commit, [dir_rel], root)
+        files_dir = root / dir_rel
+    return _compile(text, ref, files_dir, opts.variables, (), opts.platform)
+
+
+def _compile(
+    text: str,
+    label: str,
+    files_dir: Path,
+    variables: Mapping[str, str] | None,
+    snippets: Sequence[tuple[str, str]],
+    platform: str | None,
+) -> CompiledConfig:
+    return compile_config(
+        text, filename=label, files_dir=files_dir, variables=variables, snippets=snippets, platform=platform
+    )
+
+
+def plan_files(old: str, new: str, opts: CompileOptions, *, policy: Policy, secrets: SecretRules) -> Plan:
+    """``plan OLD NEW``: one machine, named after NEW."""
+    with tempfile.TemporaryDirectory(prefix="flatcar-plan-") as tmp:
+        repo = GitRepo() if GIT_PREFIX in (old[:4], new[:4]) else None
+        a = load_side(old, opts, Path(tmp), repo)
+        b = load_side(new, opts, Path(tmp), repo)
+    name = new if not new.startswith(GIT_PREFIX) else GitRef.parse(new).path
+    mp = plan_machine(
+        name,
+        a.ignition,
+        b.ignition,
+        policy=policy,
+        secrets=secrets,
+        old_hash=a.hash,
+        new_hash=b.hash,
+        old_source=old,
+        new_source=new,
+    )
+    return Plan((mp,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stacks
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """A project directory at one side: the working tree or an export of a revision."""
+
+    root: Path  # the project directory (parent of the stack directory)
+    stack_dir: Path
+    label: str  # how paths under root are named in messages ("" or "git:REV:")
+    rel_project: str  # the project dir relative to the repository root
+    cwd: Path  # working-tree paths are shown relative to it
+
+
+def _stack_files(tree: _Tree | None) -> dict[str, Path]:
+    if tree is None or not tree.stack_dir.is_dir():
+        return {}
+    return {p.name[len("Pulumi.") : -len(".yaml")]: p for p in sorted(tree.stack_dir.glob(STACK_GLOB))}
+
+
+def _load_stack(tree: _Tree, path: Path) -> StackSpec:
+    try:
+        return load_stack_file(path)
+    except UserError as exc:
+        raise _relabel(exc, tree) from None
+
+
+def _relabel(exc: UserError, tree: _Tree) -> UserError:
+    """Name files of an exported revision ``git:REV:path``, not by their scratch location."""
+    if not tree.label:
+        return exc
+    prefix = str(tree.root) + "/"
+    repl = tree.label + (tree.rel_project + "/" if tree.rel_project else "")
+    if isinstance(exc, ConfigError):
+        return ConfigError(
+            [
+                Diagnostic(d.file.replace(prefix, repl), d.line, d.col, d.severity, d.message, d.path)
+                for d in exc.diagnostics
+            ]
+        )
+    return UserError(exc.message.replace(prefix, repl), exc.advice)
+
+
+def _variables(spec: MachineSpec) -> dict[str, str] | None:
+    if not spec.variables:
+        return None
+    return {k: f"{SECRET_MARKER}{k}" if isinstance(v, SecureValue) else v for k, v in spec.variables.items()}
+
+
+def _compile_machine(tree: _Tree, spec: MachineSpec) -> CompiledConfig:
+    config = resolve_path(tree.root, spec.config)
+    label = _display(tree, config)
+    text = _read_text(config, label)
+    files_dir = resolve_path(tree.root, spec.files_dir) if spec.files_dir else config.parent
+    snippets = []
+    for s in spec.snippets:
+        sp = resolve_path(tree.root, s)
+        snippets.append((_display(tree, sp), _read_text(sp, _display(tree, sp))))
+    try:
+        return _compile(text, label, files_dir, _variables(spec), snippets, spec.platform)
+    except UserError as exc:
+        raise _relabel(exc, tree) from None
+
+
+def _display(tree: _Tree, path: Path) -> str:
+    try:
+        rel = path.relative_to(tree.root).as_posix()
+    except ValueError:
+        return str(path)
+    if tree.label:
+        return tree.label + posixpath.join(tree.rel_project, rel) if tree.rel_project else tree.label + rel
+    return os.path.relpath(path, tree.cwd)
+
+
+def _secret_notices(old: MachineSpec | None, new: MachineSpec | None) -> tuple[Notice, ...]:
+    if old is None or new is None:
+        return ()
+    out = []
+    for k, v in new.variables.items():
+        w = old.variables.get(k)
+        if isinstance(v, SecureValue) and (not isinstance(w, SecureValue) or w.ciphertext != v.ciphertext):
+            out.append(
+                Notice(
+                    "warning",
+                    f"secret variable {k} changed or was re-encrypted: the plan "
+                    "cannot compare its value (pulumi preview can)",
+                )
+            )
+    return tuple(out)
+
+
+@contextmanager
+def _trees(repo: GitRepo, stack_dir: str, base: str) -> Iterator[tuple[_Tree | None, _Tree, str]]:
+    commit = repo.commit(base)
+    rel_stack = repo.repo_path(stack_dir)
+    rel_project = posixpath.dirname(rel_stack)
+    new_stack = (repo.cwd / stack_dir).resolve()
+    if not new_stack.is_dir():
+        raise UserError(f"{stack_dir}: no such directory", advice="the directory with Pulumi.<stack>.yaml")
+    new_tree = _Tree(new_stack.parent, new_stack, "", rel_project, repo.cwd)
+    with ExitStack() as stack:
+        old_tree: _Tree | None = None
+        if repo.exists(commit, rel_stack):
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flatcar-plan-")))
+            repo.export(commit, [rel_project], tmp)
+            root = tmp / rel_project if rel_project else tmp
+            old_tree = _Tree(
+                root, root / posixpath.basename(rel_stack), f"git:{base}:", rel_project, repo.cwd
+            )
+        yield old_tree, new_tree, commit
+
+
+def plan_stacks(
+    stack_dir: str, base: str, *, secrets: SecretRules, stacks: Sequence[str] = (), cwd: str | Path = "."
+) -> Plan:
+    """Every machine of every stack, at ``base`` against the working tree."""
+    repo = GitRepo(cwd)
+    machines: list[MachinePlan] = []
+    with _trees(repo, stack_dir, base) as (old_tree, new_tree, _commit):
+        old_files, new_files = _stack_files(old_tree), _stack_files(new_tree)
+        names = sorted(set(old_files) | set(new_files))
+        unknown = [s for s in stacks if s not in names]
+        if unknown:
+            raise UserError(
+                f"no stack named {', '.join(unknown)} in {stack_dir}", advice="stacks: " + ", ".join(names)
+            )
+        for stack_name in names:
+            if stacks and stack_name not in stacks:
+                continue
+            old_spec = (
+                _load_stack(old_tree, old_files[stack_name]) if old_tree and stack_name in old_files else None
+            )
+            new_spec = _load_stack(new_tree, new_files[stack_name]) if stack_name in new_files else None
+            spec_for_policy = new_spec or old_spec
+            assert spec_for_policy is not None
+            policy = Policy.from_dict(spec_for_policy.policy)
+            old_m = {m.name: m for m in old_spec.machines} if old_spec else {}
+            new_m = {m.name: m for m in new_spec.machines} if new_spec else {}
+            for mname in sorted(set(old_m) | set(new_m), key=_machine_order(old_m, new_m)):
+                o, n = old_m.get(mname), new_m.get(mname)
+                a = _compile_machine(old_tree, o) if o is not None and old_tree is not None else None
+                b = _compile_machine(new_tree, n) if n is not None else None
+                machines.append(
+                    plan_machine(
+                        mname,
+                        a.ignition if a else None,
+                        b.ignition if b else None,
+                        stack=stack_name,
+                        policy=policy,
+                        secrets=secrets,
+                        old_hash=a.hash if a else None,
+                        new_hash=b.hash if b else None,
+                        old_source=_display(old_tree, resolve_path(old_tree.root, o.config))
+                        if o is not None and old_tree is not None
+                        else None,
+                        new_source=_display(new_tree, resolve_path(new_tree.root, n.config)) if n else None,
+                        extra_notices=_secret_notices(o, n),
+                    )
+                )
+    return Plan(tuple(machines), base=base)
+
+
+def _machine_order(
+    old: Mapping[str, MachineSpec], new: Mapping[str, MachineSpec]
+) -> Callable[[str], tuple[int, int, str]]:
+    """Machines in the order of the new stack file, removed ones after."""
+    order = {name: i for i, name in enumerate(new)}
+
+    def key(name: str) -> tuple[int, int, str]:
+        return (0, order[name], "") if name in order else (1, 0, name)
+
+    return key
+
+
+__all__ = ["CompileOptions", "GitRef", "GitRepo", "load_side", "plan_files", "plan_stacks"]

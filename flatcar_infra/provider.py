@@ -1,0 +1,300 @@
+"""The ``Reprovision`` Pulumi dynamic resource: a machine's config, applied in place over SSH.
+
+Stable import path: stacks store a reference to ``flatcar_infra.provider.ReprovisionProvider``
+(dill pickles importable classes by reference), so this module and class must never move.
+
+Lifecycle:
+- ``create``: wait for the first boot, capture the host key when none was given (trust on first
+  use; it is an output and pinned from then on), verify the applied stamp equals the desired
+  hash, else reprovision.
+- ``diff``: pure and offline (``plan.diff_props``): a config change is an update, never a replace
+  (except under the ``replace`` strategy); a connection-only change updates without a reboot.
+- ``update``: the procedure (``reprovision.procedure.ensure``); returns every output, since the
+  outputs are the ``olds`` of the next diff.
+- ``read`` (``pulumi refresh``): reads the applied hash from the host, so drift shows.
+- ``delete``: does nothing on the host. The machine resource owns the machine's lifecycle;
+  forgetting this resource only stops reprovisioning it.
+
+Secrets: the private key and the config are returned as secrets (and listed in
+``additional_secret_outputs``); they never reach a log line. No client lives on ``self``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi.dynamic as dyn
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
+
+from flatcar_infra.errors import UserError
+from flatcar_infra.reprovision.plan import DELIVERIES, INPUT_KEYS, Desired, diff_props
+from flatcar_infra.reprovision.policy import Policy, PolicyError
+from flatcar_infra.ssh import SshTarget
+
+SECRET_OUTPUTS = ("private_key", "config")
+RESULT_KEYS = ("applied_hash", "boot_id", "machine_id", "system_state", "rebooted", "phases",
+               "warnings", "last_action")
+
+
+def is_unknown(value: Any) -> bool:
+    """Preview sends values that are not known yet (an object or the engine's sentinel)."""
+    if isinstance(value, Unknown) or value == rpc.UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(is_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(is_unknown(v) for v in value)
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """Inputs may arrive wrapped as RPC secrets; the provider works on plain values."""
+    return rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value
+
+
+def _log(message: str) -> None:
+    try:
+        pulumi.log.info(message)
+    except Exception:  # no engine and no stderr: progress is best effort
+        print(message, file=sys.stderr)
+
+
+def target_of(props: Mapping[str, Any], host_key: str | None = None) -> SshTarget:
+    return SshTarget(
+        host=str(props["host"]),
+        port=int(props.get("port") or 22),
+        user=str(props.get("user") or "core"),
+        private_key=_plain(props.get("private_key")),
+        host_key=host_key if host_key is not None else (props.get("host_key") or None),
+    )
+
+
+def desired_of(props: Mapping[str, Any]) -> Desired:
+    return Desired.from_config(
+        _plain(props["config"]), str(props["config_hash"]), Policy.from_dict(_plain(props.get("policy"))),
+        str(props.get("delivery") or "file"), props.get("config_url") or None)
+
+
+def check_inputs(news: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(property, reason)`` for each invalid input; unknown values (preview) are not judged."""
+    failures: list[tuple[str, str]] = []
+
+    def known(key: str) -> bool:
+        return key in news and not is_unknown(news[key])
+
+    if known("host") and not str(news.get("host") or "").strip():
+        failures.append(("host", "must not be empty"))
+    if known("port"):
+        port = news["port"]
+        if isinstance(port, bool) or not isinstance(port, int | float) or not 0 < int(port) < 65536:
+            failures.append(("port", f"not a TCP port: {port!r}"))
+    if known("private_key") and not _plain(news.get("private_key")):
+        failures.append(("private_key", "required (the SSH private key text, as a secret)"))
+    if known("delivery") and news.get("delivery", "file") not in DELIVERIES:
+        failures.append(("delivery", f"unknown {news.get('delivery')!r}; use one of {', '.join(DELIVERIES)}"))
+    if known("host_key") and news.get("host_key"):
+        from flatcar_infra.ssh import normalize_host_key
+        try:
+            normalize_host_key(str(news["host_key"]))
+        except UserError as exc:
+            failures.append(("host_key", exc.message))
+    if known("policy"):
+        try:
+            Policy.from_dict(_plain(news.get("policy")))
+        except PolicyError as exc:
+            failures.append(("policy", exc.message))
+    if known("manifest") and not isinstance(news.get("manifest") or {}, dict):
+        failures.append(("manifest", "expected a map of entry → digest"))
+    if all(known(k) for k in ("config", "config_hash", "policy", "delivery")) and not failures:
+        try:
+            desired_of(news)
+        except ValueError as exc:
+            prop, _, reason = str(exc).partition(": ")
+            failures.append((prop if prop in INPUT_KEYS else "config", reason or str(exc)))
+        except PolicyError as exc:
+            failures.append(("policy", exc.message))
+    return failures
+
+
+class ReprovisionProvider(dyn.ResourceProvider):
+    """See the module docstring. Plain data only on ``self`` (it is pickled into the state)."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
+        failures = [dyn.CheckFailure(p, r) for p, r in check_inputs(news)]
+        return dyn.CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
+        d = diff_props({k: _plain(v) for k, v in olds.items()},
+                       {k: _plain(v) for k, v in news.items()}, is_unknown)
+        return dyn.DiffResult(changes=d.has_changes, replaces=list(d.replaces),
+                              stables=[], delete_before_replace=bool(d.replaces))
+
+    def create(self, props: dict[str, Any]) -> dyn.CreateResult:
+        outs = _apply(props, None, "create")
+        return dyn.CreateResult(f"reprovision-{uuid.uuid4().hex[:12]}", outs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
+        return dyn.UpdateResult(_apply(news, olds, "update"))
+
+    def read(self, id_: str, props: dict[str, Any]) -> dyn.ReadResult:
+        from flatcar_infra.reprovision.procedure import read_applied
+        from flatcar_infra.ssh import run_sync
+
+        host_key = props.get("host_key") or None
+        state = run_sync(lambda: read_applied(target_of(props, host_key)))
+        outs = _outputs(props, host_key, {**{k: props.get(k) for k in RESULT_KEYS}, **state})
+        return dyn.ReadResult(id_, outs)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """No host action: the machine resource owns the machine's lifecycle."""
+
+
+def _apply(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: str) -> dict[str, Any]:
+    from flatcar_infra.reprovision.procedure import Outcome, connect_only, ensure, read_applied
+    from flatcar_infra.ssh import run_sync
+
+    news = {k: _plain(v) for k, v in news.items()}
+    desired = desired_of(news)
+    host = f"{news['host']}:{int(news.get('port') or 22)}"
+    t0 = time.monotonic()
+
+    def report(phase: str, message: str, elapsed: float | None = None) -> None:
+        stamp = f" {elapsed:.1f}s" if elapsed is not None else ""
+        _log(f"[{host} {phase}{stamp}] {message}")
+
+    host_key = news.get("host_key") or (olds or {}).get("host_key") or None
+    policy = desired.policy
+    if not host_key:
+        report("connect", "no host key given: waiting for SSH and capturing it (trust on first use)")
+        host_key = run_sync(lambda: _capture_key(news, policy.reboot_timeout, report))
+        report("connect", f"host key captured: {host_key.split()[0]}")
+    target = target_of(news, host_key)
+    d = diff_props({k: _plain(v) for k, v in olds.items()}, news) if olds is not None else None
+    result: dict[str, Any]
+    if policy.strategy in ("ignore", "replace"):
+        state = run_sync(lambda: read_applied(target, wait=policy.reboot_timeout if op == "create" else 0))
+        action = "ignored" if policy.strategy == "ignore" else "verified-replacement"
+        result = {**state, "rebooted": False, "phases": {}, "warnings": [], "last_action": action}
+        if policy.strategy == "ignore" and state.get("applied_hash") != desired.config_hash:
+            report("ignore", "strategy 'ignore': the new config is NOT applied; the host keeps "
+                   f"{state.get('applied_hash') or 'its config'} (drift stays visible)")
+    elif d is not None and d.action in ("connect", "record"):
+        outcome: Outcome = run_sync(lambda: connect_only(target, desired, report))
+        result = outcome.to_outputs("reconnected")
+    else:
+        outcome = run_sync(lambda: ensure(target, desired, report=report,
+                                          first_boot_wait=policy.reboot_timeout if op == "create" else 0))
+        host_key = outcome.host_key or host_key
+        result = outcome.to_outputs("reprovisioned" if outcome.rebooted else "verified")
+    report("done", result["last_action"], time.monotonic() - t0)
+    return _outputs(news, host_key, result)
+
+
+async def _capture_key(news: Mapping[str, Any], timeout: float, report: Any) -> str:
+    import asyncio
+
+    from flatcar_infra.ssh import SshError, fetch_host_key
+
+    deadline = time.monotonic() + timeout
+    delay = 1.0
+    while True:
+        try:
+            return await fetch_host_key(str(news["host"]), int(news.get("port") or 22))
+        except SshError as exc:
+            if time.monotonic() + delay > deadline:
+                raise SshError(f"{news['host']} did not answer SSH within {timeout:g}s to capture "
+                               f"its host key: {exc.message}", "check the machine booted; nothing was "
+                               "changed on it") from None
+            report("connect", f"waiting for SSH: {exc.message}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _outputs(news: Mapping[str, Any], host_key: str | None, result: Mapping[str, Any]) -> dict[str, Any]:
+    """Every input (the next diff's ``olds``) plus the results; secrets wrapped as secrets."""
+    outs: dict[str, Any] = {k: _plain(news.get(k)) for k in INPUT_KEYS}
+    outs["policy"] = Policy.from_dict(outs.get("policy")).to_dict()
+    outs["port"] = int(outs.get("port") or 22)
+    outs["user"] = outs.get("user") or "core"
+    outs["delivery"] = outs.get("delivery") or "file"
+    outs["manifest"] = dict(outs.get("manifest") or {})
+    outs["host_key"] = host_key
+    for k in RESULT_KEYS:
+        outs[k] = result.get(k)
+    for k in SECRET_OUTPUTS:
+        if outs.get(k) is not None:
+            outs[k] = rpc.wrap_rpc_secret(outs[k])
+    return outs
+
+
+class Reprovision(dyn.Resource, module="flatcar-infra", name="Reprovision"):
+    """A machine's config applied in place. Outputs: every input plus ``host_key`` (captured on
+    first use when not given), ``applied_hash`` (the stamp the host proved), ``boot_id``,
+    ``machine_id``, ``system_state``, ``rebooted``, ``phases`` (seconds per phase), ``warnings``.
+
+    ``delete`` does nothing on the host: the machine resource owns the machine.
+    """
+
+    host: pulumi.Output[str]
+    port: pulumi.Output[int]
+    user: pulumi.Output[str]
+    host_key: pulumi.Output[str]
+    config_hash: pulumi.Output[str]
+    manifest: pulumi.Output[dict[str, str]]
+    policy: pulumi.Output[dict[str, Any]]
+    delivery: pulumi.Output[str]
+    applied_hash: pulumi.Output[str]
+    boot_id: pulumi.Output[str]
+    machine_id: pulumi.Output[str]
+    system_state: pulumi.Output[str]
+    rebooted: pulumi.Output[bool]
+    phases: pulumi.Output[dict[str, float]]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        host: pulumi.Input[str],
+        port: pulumi.Input[int] = 22,
+        user: pulumi.Input[str] = "core",
+        private_key: pulumi.Input[str],
+        host_key: pulumi.Input[str] | None = None,
+        config: pulumi.Input[str],
+        config_hash: pulumi.Input[str],
+        manifest: pulumi.Input[dict[str, str]] | None = None,
+        policy: Policy | pulumi.Input[dict[str, Any]] | None = None,
+        delivery: pulumi.Input[str] = "file",
+        config_url: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        if isinstance(policy, Policy):
+            policy = policy.to_dict()
+        elif policy is None:
+            policy = Policy().to_dict()
+        elif isinstance(policy, Mapping):
+            policy = Policy.from_dict(policy).to_dict()  # fail early, naming the bad key
+        props: dict[str, Any] = {
+            "host": host, "port": port, "user": user,
+            "private_key": pulumi.Output.secret(private_key),
+            "host_key": host_key, "config": config, "config_hash": config_hash,
+            "manifest": manifest or {}, "policy": policy, "delivery": delivery,
+            "config_url": config_url,
+        }
+        for k in RESULT_KEYS:
+            props[k] = None
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_OUTPUTS))
+        super().__init__(ReprovisionProvider(), resource_name, props,
+                         pulumi.ResourceOptions.merge(secret_opts, opts))
+
+
+def describe_outputs(outs: Mapping[str, Any]) -> str:
+    """A short JSON summary of outputs without secrets (for logs and the CLI)."""
+    safe = {k: v for k, v in outs.items() if k not in (*SECRET_OUTPUTS, "__provider")}
+    return json.dumps(safe, sort_keys=True, default=str)

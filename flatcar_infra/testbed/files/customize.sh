@@ -1,0 +1,45 @@
+#!/bin/bash
+# mmdebstrap customize hook for the Flatcar stand-in: customize.sh ROOTFS FILES_DIR
+# Turns a minimal Debian into the stand-in's root: Flatcar identity and tools, user core, fstab,
+# networking, SSH; then installs the kernel so that dracut builds the initramfs once, with
+# Ignition and the stand-in's glue module.
+set -euo pipefail
+R=$1 F=$2 KERNEL_PACKAGE=${3:-linux-image-amd64}
+in_root() { chroot "$R" "$@"; }
+
+cp -a "$F/rootfs/." "$R/"
+rm -f "$R/etc/os-release"
+ln -s ../usr/lib/os-release "$R/etc/os-release"
+
+# Flatcar has no fixed hostname; DHCP or systemd's default names the host.
+rm -f "$R/etc/hostname"
+printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
+cat > "$R/etc/fstab" <<'FSTAB'
+# / (ROOT) and /usr (USR-A, read-only) are mounted by the initramfs from the kernel command line.
+LABEL=EFI-SYSTEM  /boot  vfat  defaults,umask=0077  0 2
+LABEL=OEM         /oem   ext4  defaults             0 2
+FSTAB
+mkdir -p "$R/oem" "$R/boot"
+ln -sfn /oem "$R/usr/share/oem"
+
+# User core (uid 500 as on Flatcar), key-only SSH, passwordless sudo through group sudo.
+in_root useradd --create-home --uid 500 --user-group --groups sudo --shell /bin/bash \
+    --comment "CoreOS Admin" core
+in_root systemctl enable ssh.service systemd-networkd.service
+in_root systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+    e2scrub_reap.service fstrim.timer 2>/dev/null || true
+
+# dracut configuration and module, then the kernel (its postinst runs dracut once).
+mkdir -p "$R/etc/dracut.conf.d" "$R/usr/lib/dracut/modules.d"
+cp "$F/dracut/90-flatcar-standin.conf" "$R/etc/dracut.conf.d/"
+cp -r "$F/dracut/50flatcar-standin" "$R/usr/lib/dracut/modules.d/"
+in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$KERNEL_PACKAGE"
+
+# Trim drivers a VM never needs (smaller /usr, faster image writes).
+for kver in "$R"/lib/modules/*; do
+    kver=${kver##*/}
+    rm -rf "$R/lib/modules/$kver/kernel/"{sound,drivers/gpu,drivers/media,drivers/net/wireless,drivers/infiniband,drivers/staging,drivers/bluetooth,drivers/isdn}
+    in_root depmod "$kver"
+done
+rm -rf "$R"/var/cache/apt/archives/*.deb "$R"/var/lib/apt/lists/* "$R"/usr/share/doc/* \
+       "$R"/usr/share/man/* "$R"/usr/share/locale/*

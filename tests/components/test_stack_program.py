@@ -1,0 +1,163 @@
+"""The project's stack program (``__main__.py``) run under mocks with each shipped stack's config."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from mockgraph import REPROVISION_TYPE, Graph, run_program
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stack_config(stack: str, **override: Any) -> dict[str, Any]:
+    """The stack file's ``config:`` as the CLI hands it to the program (full keys, JSON values)."""
+    doc = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    config: dict[str, Any] = dict(doc["config"])
+    for k, v in override.items():
+        config["flatcar-infra:" + k] = v
+    return config
+
+
+def run_stack(
+    stack: str,
+    config: dict[str, Any],
+    secret_keys: list[str] | None = None,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> Graph:
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    if monkeypatch is not None:
+        monkeypatch.chdir(ROOT)
+    return run_program(program, stack=stack, config=config, secret_keys=secret_keys)
+
+
+def test_pulumi_yaml_names_the_project_and_the_stack_dir() -> None:
+    doc = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert doc["name"] == "flatcar-infra"
+    assert doc["runtime"] == "python" or doc["runtime"]["name"] == "python"
+    assert doc["stackConfigDir"] == "stacks"
+
+
+def test_aws_stack_builds_two_machines_sharing_one_bucket_and_key_pair(ssh_key: dict[str, str]) -> None:
+    g = run_stack("aws", stack_config("aws", ssh={"private_key_file": ssh_key["file"]}))
+    assert sorted(r.name for r in g.by_type("flatcar-infra:aws:Machine")) == ["web1", "worker1"]
+    assert len(g.by_type("aws:s3/bucket:Bucket")) == 1 and len(g.by_type("aws:ec2/keyPair:KeyPair")) == 1
+    provider = g.one("pulumi:providers:aws")
+    assert provider.plain("region") == "eu-central-1"
+    key = g.one("aws:ec2/keyPair:KeyPair")
+    assert key.plain("publicKey") == ssh_key["public"] and not key.is_secret("publicKey")
+    objects = sorted(g.by_type("aws:s3/bucketObjectv2:BucketObjectv2"), key=lambda o: o.name)
+    assert [o.plain("key") for o in objects] == [
+        "flatcar-infra/aws/web1/config.ign",
+        "flatcar-infra/aws/worker1/config.ign",
+    ]
+    assert "web1.example.com" in objects[0].plain("content")
+    assert ssh_key["public"] in objects[0].plain("content"), "ssh_public_key reaches the template"
+    web1 = next(r for r in g.by_type(REPROVISION_TYPE) if r.name == "web1-reprovision")
+    assert web1.plain("policy")["keep_paths"] == ["/var/lib/app"]
+    assert web1.plain("private_key") == ssh_key["private"] and web1.is_secret("private_key")
+    assert len(g.by_type("aws:ec2/eip:Eip")) == 1 and len(g.by_type("aws:ebs/volume:Volume")) == 1
+    worker = g.one("aws:ec2/instance:Instance", "worker1-instance")
+    assert worker.plain("instanceType") == "t3.medium" and worker.plain("tags") == {
+        "Name": "worker1",
+        "role": "worker",
+    }
+
+
+def test_digitalocean_stack_uploads_the_image_once_and_registers_one_account_key(
+    ssh_key: dict[str, str],
+) -> None:
+    pub = Path(ssh_key["file"] + ".pub")
+    pub.write_text(ssh_key["public"] + "\n")
+    cfg = stack_config("digitalocean", ssh={"private_key_file": ssh_key["file"], "public_key_file": str(pub)})
+    g = run_stack("digitalocean", cfg)
+    assert sorted(r.name for r in g.by_type("flatcar-infra:digitalocean:Machine")) == ["web1", "web2"]
+    image = g.one("digitalocean:index/customImage:CustomImage")
+    assert image.plain("regions") == ["fra1"]
+    assert g.one("digitalocean:index/sshKey:SshKey").plain("publicKey") == ssh_key["public"]
+    droplets = sorted(g.by_type("digitalocean:index/droplet:Droplet"), key=lambda d: d.name)
+    assert [d.plain("size") for d in droplets] == ["s-1vcpu-2gb", "s-2vcpu-4gb"]
+    assert all(d.plain("sshKeys") == ["aa:bb:cc"] for d in droplets)
+    keys = [o.plain("key") for o in g.by_type("digitalocean:index/spacesBucketObject:SpacesBucketObject")]
+    assert len(set(keys)) == 2, "each machine has its own unguessable key"
+    assert all(
+        o.plain("bucket") == "my-flatcar-configs"
+        for o in g.by_type("digitalocean:index/spacesBucketObject:SpacesBucketObject")
+    )
+
+
+def test_existing_stack_with_secret_variables_and_an_inline_secret_key(
+    tmp_path: Path, ssh_key: dict[str, str]
+) -> None:
+    cfg = tmp_path / "host.bu"
+    cfg.write_text(
+        "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/token\n"
+        '      contents:\n        inline: "{{ token }}"\n'
+    )
+    config = {
+        "flatcar-infra:target": "existing",
+        "flatcar-infra:ssh": {"user": "ops", "private_key": ssh_key["private"]},
+        "flatcar-infra:machines": [
+            {
+                "name": "metal1",
+                "config": str(cfg),
+                "host": "192.0.2.7",
+                "port": 2200,
+                "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1",
+                "variables": {"token": "t0ps3cret"},
+            }
+        ],
+    }
+    g = run_stack("metal", config, secret_keys=["flatcar-infra:ssh", "flatcar-infra:machines"])
+    rep = g.one(REPROVISION_TYPE)
+    assert rep.plain("host") == "192.0.2.7" and rep.plain("port") == 2200 and rep.plain("user") == "ops"
+    assert rep.is_secret("config") and "t0ps3cret" in rep.plain("config")
+    assert rep.is_secret("private_key")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"machines": [{"name": "web1"}]},
+            "stacks/Pulumi.aws.yaml: flatcar-infra:machines[0].config: required",
+        ),
+        (
+            {"aws": {"region": "eu-central-1", "ssh_cidrs": ["10.0.0.0/8"], "instance_type": 3}},
+            "flatcar-infra:aws.instance_type: must be a string",
+        ),
+        (
+            {
+                "machines": [
+                    {"name": "web1", "config": "stacks/configs/missing.bu", "ssh_cidrs": ["10.0.0.0/8"]}
+                ]
+            },
+            "missing.bu: cannot read",
+        ),
+        (
+            {"ssh": {"private_key_file": "/nonexistent/key"}},
+            "flatcar-infra:ssh.private_key_file: cannot read",
+        ),
+    ],
+)
+def test_invalid_stack_config_is_a_clear_error_naming_the_key(
+    override: dict[str, Any], message: str, ssh_key: dict[str, str]
+) -> None:
+    config = stack_config("aws", ssh={"private_key_file": ssh_key["file"]})
+    config.update({"flatcar-infra:" + k: v for k, v in override.items()})
+    with pytest.raises(pulumi.RunError) as info:
+        run_stack("aws", config)
+    assert message in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_config_values_arrive_as_json_strings_like_the_cli_sends_them() -> None:
+    # Guard for the helper above: the SDK reads structured config as JSON text.
+    assert json.loads(json.dumps(stack_config("aws")["flatcar-infra:machines"]))[0]["name"] == "web1"

@@ -1,0 +1,224 @@
+"""End to end on ONE test-bed VM, through the provider's real gRPC server, in order:
+
+create → verified; refusals (wrong host key, spec 3.4.0) change nothing; v1 → v2 in place (kept
+data byte-identical, host key, machine-id and port unchanged, v1-only files gone); an idempotent
+rerun does not reboot; a foreign /oem/config.ign with pointer delivery is refused; SSH cut after
+staging and again while waiting → a rerun converges; the host never returns (VM paused) → a clear
+error within the timeout, state keeps the old applied hash, and a rerun converges.
+
+One VM boot plus three reprovision reboots. Faults are injected at exact points of a running
+provider operation by watching its progress lines (``ProviderEngine.when``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+
+from flatcar_infra.compiler.api import CompiledConfig, compile_config
+from flatcar_infra.manifest import build_manifest
+from flatcar_infra.provider import ReprovisionProvider
+from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.testbed.machines import VmFactory
+from flatcar_infra.testbed.vm import Vm
+from tests.reprovision.engine import ProviderEngine, State
+from tests.reprovision.helpers import ignition
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
+
+DATA = os.urandom(300_000)
+
+
+def config(vm_key: str, version: str, files: dict[str, str], spec: str = "3.3.0") -> CompiledConfig:
+    doc = json.loads(ignition(files, version=spec, units={"app.service": True}))
+    doc["passwd"] = {"users": [{"name": "core", "sshAuthorizedKeys": [vm_key]}]}
+    doc["storage"]["files"].append({"path": "/etc/app/version", "mode": 0o644, "overwrite": True,
+                                    "contents": {"source": f"data:,{version}"}})
+    return compile_config(json.dumps(doc), filename=f"{version}.ign", stamp_config=True)
+
+
+@dataclass
+class World:
+    vm: Vm
+    engine: ProviderEngine
+    key_text: str
+    vm_key: str
+    state: State | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def inputs(self, c: CompiledConfig, **kw: Any) -> dict[str, Any]:
+        pol = kw.pop("policy", {})
+        base: dict[str, Any] = {
+            "host": "127.0.0.1", "port": self.vm.spec.ssh_port, "user": "core", "private_key": self.key_text,
+            "host_key": None, "config": c.canonical.decode(), "config_hash": c.hash,
+            "manifest": build_manifest(c.ignition),
+            "policy": Policy(keep_paths=("/var/lib/app",), health_checks=("test -f /etc/app/version",),
+                             **pol).to_dict(),
+            "delivery": "file", "config_url": None}
+        base.update(kw)
+        return base
+
+    def up(self, c: CompiledConfig, **kw: Any) -> Any:
+        step = self.engine.register("machine", self.inputs(c, **kw), state=self.state,
+                                    secret_inputs=("private_key",))
+        self.state = step.state
+        return step
+
+    def sudo(self, cmd: str) -> str:
+        return self.vm.sudo(cmd).text
+
+
+@pytest.fixture(scope="module")
+def world(vm_factory_module: VmFactory) -> Iterator[World]:
+    key = vm_factory_module.client_key
+    v1 = config(key.public_line, "v1", {"/etc/app.conf": "v1\n", "/etc/v1-only": "old\n"})
+    vm = vm_factory_module.boot("reprovision", config=v1.canonical, add_key=False)
+    with ProviderEngine(ReprovisionProvider()) as eng:
+        eng.configure({})
+        w = World(vm, eng, key.private_path.read_text(), key.public_line)
+        w.facts["v1"] = v1
+        yield w
+
+
+def test_create_captures_the_key_and_verifies(world: World) -> None:
+    boot = world.vm.boot_id()
+    step = world.up(world.facts["v1"])
+    outs = step.state.outputs
+    assert step.op == "create" and outs["last_action"] == "verified" and outs["rebooted"] is False
+    assert outs["applied_hash"] == world.facts["v1"].hash
+    assert outs["host_key"] == world.vm.host_key and outs["boot_id"] == boot
+    assert world.key_text.strip() not in "".join(world.engine.stderr_lines)
+
+
+def test_wrong_host_key_and_too_new_spec_are_refused_before_any_change(world: World, tmp_path: Any) -> None:
+    from tests.support.sshd import keygen
+
+    boot = world.vm.boot_id()
+    c2 = config(world.vm_key, "v2", {"/etc/app.conf": "v2\n"})
+    with pytest.raises(grpc.RpcError) as exc:
+        world.engine.update(world.state.urn, world.state.id, world.state.outputs,  # type: ignore[union-attr]
+                            world.engine.with_provider(world.inputs(c2, host_key=keygen(tmp_path / "k"))))
+    assert "does not match the pinned key" in (exc.value.details() or "")  # type: ignore[attr-defined]
+    c34 = config(world.vm_key, "v34", {"/etc/app.conf": "x\n"}, spec="3.4.0")
+    with pytest.raises(grpc.RpcError) as exc:
+        world.engine.update(world.state.urn, world.state.id, world.state.outputs,  # type: ignore[union-attr]
+                            world.engine.with_provider(world.inputs(c34)))
+    msg = exc.value.details() or ""  # type: ignore[attr-defined]
+    assert "accepts specs up to 3.3.0" in msg and "host state: the host was not changed" in msg
+    assert world.vm.boot_id() == boot
+    assert world.sudo("test -e /selective-os-reset && echo staged || echo clean").strip() == "clean"
+
+
+def test_v1_to_v2_in_place(world: World) -> None:
+    vm = world.vm
+    vm.sudo("mkdir -p /var/lib/app && cat > /var/lib/app/data.bin", input=DATA)
+    before = {
+        "machine_id": world.sudo("cat /etc/machine-id"),
+        "host_keys": world.sudo("sha256sum /etc/ssh/ssh_host_*"),
+        "boot": vm.boot_id(),
+    }
+    c2 = config(world.vm_key, "v2", {"/etc/app.conf": "v2\n", "/etc/v2-only": "new\n"})
+    world.facts["v2"] = c2
+    step = world.up(c2)
+    outs = step.state.outputs
+    assert step.op == "update" and outs["rebooted"] is True and outs["last_action"] == "reprovisioned"
+    assert outs["applied_hash"] == c2.hash and outs["boot_id"] != before["boot"]
+    assert set(outs["phases"]) == {"preflight", "stage", "reboot", "verify"}
+    vm.wait_ssh()  # same pinned key, same forwarded port
+    assert vm.read_file("/var/lib/app/data.bin") == DATA
+    assert world.sudo("cat /etc/machine-id") == before["machine_id"]
+    assert world.sudo("sha256sum /etc/ssh/ssh_host_*") == before["host_keys"]
+    assert vm.read_file("/etc/v1-only", missing_ok=True) is None
+    assert vm.read_file("/etc/v2-only") == b"new\n" and vm.read_file("/etc/app.conf") == b"v2\n"
+    assert outs["host_key"] == vm.host_key
+
+
+def test_idempotent_rerun_does_not_reboot(world: World) -> None:
+    assert world.state is not None
+    boot = world.vm.boot_id()
+    same = world.up(world.facts["v2"])
+    assert same.op == "same"
+    # a rerun of the update itself (as after an interrupted `pulumi up`): verify only
+    outs = world.engine.update(world.state.urn, world.state.id, world.state.outputs,
+                               world.engine.with_provider(world.inputs(world.facts["v2"])))
+    assert outs["rebooted"] is False and outs["last_action"] == "verified" and outs["boot_id"] == boot
+    assert world.vm.boot_id() == boot
+
+
+def test_foreign_oem_config_with_pointer_delivery_is_refused(world: World) -> None:
+    c3 = config(world.vm_key, "v3", {"/etc/app.conf": "v3\n"})
+    with pytest.raises(grpc.RpcError) as exc:
+        world.up(c3, delivery="pointer")
+    msg = exc.value.details() or ""  # type: ignore[attr-defined]
+    assert "/oem/config.ign exists" in msg and "overrides the cloud user-data pointer" in msg
+    assert world.state is not None and world.state.outputs["applied_hash"] == world.facts["v2"].hash
+
+
+def test_ssh_cut_before_reboot_and_while_waiting_then_rerun_converges(world: World) -> None:
+    vm = world.vm
+    c3 = config(world.vm_key, "v3", {"/etc/app.conf": "v3\n"})
+    boot = vm.boot_id()
+    # the cut must land exactly between staging and the reboot command: run the provider's
+    # procedure in-process, where the progress callback is synchronous (the link is down before
+    # the next command is sent)
+    from flatcar_infra.reprovision.messages import ReprovisionError
+    from flatcar_infra.reprovision.plan import Desired
+    from flatcar_infra.reprovision.procedure import ensure
+    from flatcar_infra.ssh import SshTarget, run_sync
+
+    def cut_after_stage(phase: str, message: str, _elapsed: float | None = None) -> None:
+        if phase == "stage" and message == "done":
+            vm.link_down()
+
+    inputs = world.inputs(c3)
+    desired = Desired.from_config(c3.canonical, c3.hash, Policy.from_dict(inputs["policy"]))
+    target = SshTarget("127.0.0.1", vm.spec.ssh_port, "core", private_key=world.key_text,
+                       host_key=vm.host_key)
+    with pytest.raises(ReprovisionError) as err:
+        run_sync(lambda: ensure(target, desired, report=cut_after_stage))
+    vm.link_up()
+    assert "a reset is staged on the host" in str(err.value) and "run the same command again" in (
+        err.value.advice or "")
+    vm.wait_ssh()
+    assert vm.boot_id() == boot
+    assert world.sudo("test -e /selective-os-reset && echo staged").strip() == "staged"
+    assert world.state is not None and world.state.outputs["applied_hash"] == world.facts["v2"].hash
+
+    # rerun: the staged reset is cancelled and staged again; the link dies while it waits
+    world.engine.when("waiting for the new boot", action=vm.link_down)
+    with pytest.raises(grpc.RpcError) as exc:
+        world.up(c3, policy={"reboot_timeout": 45})
+    vm.link_up()
+    assert "did not come back" in (exc.value.details() or "")  # type: ignore[attr-defined]
+    vm.wait_ssh()
+
+    step = world.up(c3, policy={"reboot_timeout": 600})
+    outs = step.state.outputs
+    assert outs["applied_hash"] == c3.hash and outs["rebooted"] is False  # it had rebooted already
+    assert vm.boot_id() != boot and vm.read_file("/var/lib/app/data.bin") == DATA
+    world.facts["v3"] = c3
+
+
+def test_host_never_returns_then_recovers(world: World) -> None:
+    vm = world.vm
+    c4 = config(world.vm_key, "v4", {"/etc/app.conf": "v4\n"})
+    old_state = world.state
+    assert old_state is not None
+    world.engine.when("waiting for the new boot", action=vm.pause)
+    with pytest.raises(grpc.RpcError) as exc:
+        world.up(c4, policy={"reboot_timeout": 40})
+    msg = exc.value.details() or ""  # type: ignore[attr-defined]
+    assert "did not come back with a new boot within 40s" in msg and "host state:" in msg
+    assert world.state is old_state and old_state.outputs["applied_hash"] == world.facts["v3"].hash
+    vm.resume()
+    vm.wait_ssh()
+    step = world.up(c4)
+    assert step.state.outputs["applied_hash"] == c4.hash
+    refreshed = world.engine.refresh(step.state)
+    assert refreshed.outputs["applied_hash"] == c4.hash
