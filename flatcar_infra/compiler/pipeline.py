@@ -99,7 +99,12 @@ def _translate(
     for part in parts:
         doc = part.translated.document
         assert doc is not None
-        diags.extend(validate_document(doc, filename=part.filename, mark_for=part.translated.mark_for))
+        # one warning per path: the translator's (about the source, e.g. "644 is decimal") is the
+        # more useful one, so an output-level warning at the same path is dropped
+        warned = {d.path for d in part.translated.diagnostics if not d.is_error}
+        for d in validate_document(doc, filename=part.filename, mark_for=part.translated.mark_for):
+            if d.is_error or d.path not in warned:
+                diags.append(d)
     document = main.translated.document
     assert document is not None
     if len(parts) > 1:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
 from flatcar_infra.compiler.dataurl import decode_data_url
-from flatcar_infra.compiler.schema import SUPPORTED_VERSIONS, validator
+from flatcar_infra.compiler.schema import SUPPORTED_VERSIONS, quick_check, validator
 from flatcar_infra.compiler.yamlsrc import Mark
 from flatcar_infra.errors import Diagnostic, Severity
 
@@ -79,7 +79,8 @@ def validate_document(doc: Any, *, filename: str, mark_for: MarkFor | None = Non
         )
         return out
     schema_ok = True
-    for err in validator(version).iter_errors(doc):
+    errors = () if quick_check(version)(doc) else validator(version).iter_errors(doc)
+    for err in errors:
         for severity, path, message in _schema_problem(err):
             schema_ok = schema_ok and severity is not Severity.ERROR
             report(severity, path, message)
@@ -142,8 +143,9 @@ def _items(doc: dict[str, Any], section: str, key: str) -> list[tuple[int, dict[
 
 
 def _semantic(doc: dict[str, Any], version: str) -> Iterator[Problem]:
+    yield from _floats(doc, "$")
     yield from _resources(doc, version)
-    yield from _nodes(doc)
+    yield from _nodes(doc, version)
     yield from _storage_devices(doc)
     yield from _units(doc)
     yield from _passwd(doc)
@@ -154,6 +156,18 @@ def _semantic(doc: dict[str, Any], version: str) -> Iterator[Problem]:
     both = set(kargs.get("shouldExist") or []) & set(kargs.get("shouldNotExist") or [])
     for arg in sorted(both):
         yield E, "$.kernelArguments", f"kernel argument {arg!r} is both in shouldExist and shouldNotExist"
+
+
+def _floats(node: Any, path: str) -> Iterator[Problem]:
+    """JSON Schema calls 1.0 an integer; Ignition (Go) refuses to read it into one."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _floats(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _floats(v, f"{path}.{i}")
+    elif isinstance(node, float):
+        yield E, path, f"expected an integer, found {node!r}"
 
 
 def _all_resources(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], bool]]:
@@ -171,7 +185,7 @@ def _all_resources(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], b
         if f.get("contents"):
             yield f"$.storage.files.{i}.contents", f["contents"], False
         for j, a in enumerate(f.get("append") or []):
-            yield f"$.storage.files.{i}.append.{j}", a, True
+            yield f"$.storage.files.{i}.append.{j}", a, False
     for i, lk in _items(doc, "storage", "luks"):
         if lk.get("keyFile"):
             yield f"$.storage.luks.{i}.keyFile", lk["keyFile"], False
@@ -194,6 +208,8 @@ def _resources(doc: dict[str, Any], version: str) -> Iterator[Problem]:
         if source is None:
             if required:
                 yield E, path, "missing source"
+            elif ".append." in path:
+                yield W, path, "an append entry without a source appends nothing"
             if res.get("httpHeaders") or vhash or compression:
                 yield E, path, "httpHeaders, verification and compression need a source"
             continue
@@ -217,7 +233,7 @@ def _resources(doc: dict[str, Any], version: str) -> Iterator[Problem]:
             except ValueError as exc:
                 yield E, f"{path}.source", f"invalid data URL: {exc}"
         if scheme == "s3" and compression:
-            yield E, f"{path}.compression", "compression cannot be used with s3 sources"
+            yield W, f"{path}.compression", "the spec says compression cannot be used with s3 sources"
         if res.get("httpHeaders") and scheme not in ("http", "https"):
             yield E, f"{path}.httpHeaders", "httpHeaders only work with http and https sources"
         names = [h.get("name") for h in res.get("httpHeaders") or [] if isinstance(h, dict)]
@@ -234,7 +250,7 @@ def _check_path(path: str, value: Any) -> Iterator[Problem]:
         yield E, path, f"path {value!r} is not normalized (use {posixpath.normpath(value)!r})"
 
 
-def _nodes(doc: dict[str, Any]) -> Iterator[Problem]:
+def _nodes(doc: dict[str, Any], version: str) -> Iterator[Problem]:
     seen: dict[str, str] = {}
     kinds: dict[str, str] = {}
     for section, kind in (("files", "file"), ("directories", "directory"), ("links", "link")):
@@ -255,6 +271,15 @@ def _nodes(doc: dict[str, Any]) -> Iterator[Problem]:
             mode = node.get("mode")
             if isinstance(mode, int) and not 0 <= mode <= 0o7777:
                 yield E, f"{base}.mode", f"mode {mode} is outside 0..07777"
+            elif isinstance(mode, int) and mode & 0o7000 and version == "3.3.0":
+                yield (
+                    W,
+                    f"{base}.mode",
+                    (
+                        "setuid/setgid/sticky bits need Ignition spec 3.4.0 (Butane "
+                        "flatcar 1.1.0); spec 3.3.0 may not apply them"
+                    ),
+                )
             if kind == "file":
                 contents = node.get("contents") or {}
                 if node.get("overwrite") and contents.get("source") is None:
@@ -262,7 +287,7 @@ def _nodes(doc: dict[str, Any]) -> Iterator[Problem]:
             if kind == "link":
                 target = node.get("target")
                 if node.get("hard") and isinstance(target, str) and not target.startswith("/"):
-                    yield E, f"{base}.target", "a hard link's target must be an absolute path"
+                    yield W, f"{base}.target", "a hard link's target should be an absolute path"
     for p, where in seen.items():
         parent = posixpath.dirname(p)
         while parent not in ("/", ""):
@@ -336,6 +361,13 @@ def _storage_devices(doc: dict[str, Any]) -> Iterator[Problem]:
                 yield E, f"$.storage.luks.{i}.clevis.tang.{j}", "a tang server needs a thumbprint"
         if clevis.get("custom") and (clevis.get("tang") or clevis.get("tpm2") or clevis.get("threshold")):
             yield E, f"$.storage.luks.{i}.clevis.custom", "clevis.custom excludes tang, tpm2 and threshold"
+        pin = (clevis.get("custom") or {}).get("pin")
+        if isinstance(pin, str) and pin not in ("tpm2", "tang", "sss"):
+            yield (
+                E,
+                f"$.storage.luks.{i}.clevis.custom.pin",
+                f"unsupported clevis pin {pin!r} (use tpm2, tang or sss)",
+            )
 
 
 def _device(path: str, dev: Any) -> Iterator[Problem]:
@@ -387,6 +419,7 @@ def _unit_text(path: str, text: str) -> Iterator[Problem]:
     """The checks Ignition's unit parser makes: sections before keys, ``key=value`` lines."""
     section = False
     continued = False
+    warned = False
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if continued:
@@ -400,8 +433,11 @@ def _unit_text(path: str, text: str) -> Iterator[Problem]:
             section = True
             continue
         if not section:
-            yield E, path, f"line {n} of the unit: {line[:40]!r} is outside any [Section]"
-            return
+            if not warned:
+                message = f"line {n} of the unit: {line[:40]!r} is outside any [Section]; systemd ignores it"
+                yield W, path, message
+                warned = True
+            continue
         if "=" not in line:
             yield E, path, f"line {n} of the unit: {line[:40]!r} is not KEY=VALUE"
         continued = line.endswith("\\")

@@ -20,14 +20,15 @@ import gzip
 import hashlib
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit, urlunsplit
 
+from flatcar_infra.compiler.api import STAMP_PATH
 from flatcar_infra.compiler.dataurl import decode_data_url
 from flatcar_infra.manifest import digest, manifest_entries
+from flatcar_infra.plan.display import abbreviate_key, human_size, mask_url, short_hash
 
 MAX_DIFF_BYTES: Final = 64 * 1024
 MAX_DIFF_LINES: Final = 400
@@ -170,7 +171,7 @@ class ContentSide:
         return f"{human_size(self.size)} {kind} sha256:{self.sha256}"
 
 
-ContentMode = Literal["diff", "digest", "secret", "remote"]
+ContentMode = Literal["diff", "digest", "secret", "remote", "stamp"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,8 @@ class ContentChange:
             return f"{self.label} {self.new.describe()}"
         if self.mode == "diff":
             return f"{self.label} changed (+{self.added_lines} -{self.removed_lines} lines)"
+        if self.mode == "stamp":
+            return self.note
         if self.note == SAME_BYTES:
             return f"{self.label} {SAME_BYTES}"
         if (
@@ -263,19 +266,25 @@ class Change:
             return "removed"
         if self.action is Action.ADDED:
             parts = [c.describe(self.action) for c in self.contents]
-            parts += [f.describe_value() for f in self.fields]
+            parts += _join_items([f.describe_value() for f in self.fields], self.fields)
             return "; ".join(["added", *parts])
-        parts = [_unit_flag(f) if self.kind == "unit" else f.describe() for f in self.fields]
+        described = [_unit_flag(f) if self.kind == "unit" else f.describe() for f in self.fields]
+        parts = _join_items(described, self.fields)
         parts += [c.describe(self.action) for c in self.contents]
         return "; ".join(parts) if parts else "changed"
 
 
-@dataclass(frozen=True)
-class Notice:
-    """Something a reviewer must not miss (``danger``: data loss or a failing boot)."""
-
-    level: Literal["danger", "warning", "info"]
-    message: str
+def _join_items(described: list[str], fields: Sequence[FieldChange]) -> list[str]:
+    """``groups +a; groups -b`` → ``groups +a -b``: set members of one field on one line."""
+    out: list[str] = []
+    prev: FieldChange | None = None
+    for text, f in zip(described, fields, strict=True):
+        if f.item and prev is not None and prev.item and prev.field == f.field:
+            out[-1] += text[len(f.field) :]
+        else:
+            out.append(text)
+        prev = f
+    return out
 
 
 @dataclass(frozen=True)
@@ -417,8 +426,27 @@ def _file_contents(name: str, old: Any, new: Any, secret: bool) -> list[ContentC
             continue
         o_side = _append_side(o) if label == "append" else _resource_side(o)
         n_side = _append_side(n) if label == "append" else _resource_side(n)
-        out.append(_compare(label, name, o_side, n_side, secret))
+        if name == STAMP_PATH and label == "contents":
+            out.append(_stamp(o_side, n_side))
+        else:
+            out.append(_compare(label, name, o_side, n_side, secret))
     return out
+
+
+def _stamp(o: _Side, n: _Side) -> ContentChange:
+    """The stamp holds the config hash: show it as such, not as a diff of two hex strings."""
+
+    def text(side: _Side) -> str:
+        data = side[1] if side is not None else None
+        return short_hash(data.decode("utf-8", "replace").strip()) if data is not None else "(none)"
+
+    return ContentChange(
+        "contents",
+        "stamp",
+        o[0] if o else None,
+        n[0] if n else None,
+        note=f"config hash {text(o)} → {text(n)}",
+    )
 
 
 def _text_contents(label: str, name: str, old: Any, new: Any, secret: bool) -> ContentChange | None:
@@ -669,151 +697,6 @@ def _unset(value: str | None) -> str:
     return "(unset)" if value is None else value
 
 
-# ---------------------------------------------------------------------------------------------
-# Small display helpers shared by the renderers
-
-
-def mask_url(url: str) -> str:
-    """A URL without credentials or query string (a presigned URL's signature is a secret)."""
-    if url.startswith("data:"):
-        return "inline"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable URL)"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "•••@" + netloc.rsplit("@", 1)[1]
-    query = "•••" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def abbreviate_key(key: str) -> str:
-    """``ssh-ed25519 AAAAC3Nz…WXyz comment``: enough to recognize a public key."""
-    fields = key.split()
-    if len(fields) >= 2 and len(fields[1]) > 20:
-        fields[1] = f"{fields[1][:8]}…{fields[1][-8:]}"
-    return " ".join(fields)
-
-
-def short_hash(value: str | None, n: int = 12) -> str:
-    """``sha512-0123456789ab…`` for display."""
-    if not value:
-        return "(none)"
-    algo, sep, hexdigest = value.partition("-")
-    if not sep:
-        return value[:n]
-    return f"{algo}-{hexdigest[:n]}…" if len(hexdigest) > n else value
-
-
-def human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / (1024 * 1024):.1f} MiB"
-
-
-# ---------------------------------------------------------------------------------------------
-# Data-loss checks on the config a host will apply
-
-
-def _is_root_fs(fs: Mapping[str, Any]) -> bool:
-    return fs.get("label") == "ROOT" or fs.get("device") in (
-        "/dev/disk/by-label/ROOT",
-        "/dev/disk/by-partlabel/ROOT",
-    )
-
-
-def data_loss_notices(ignition: Mapping[str, Any], *, rerun: bool) -> tuple[Notice, ...]:
-    """What the Ignition run of ``ignition`` destroys on an existing host (``rerun``: a
-    reprovision, not a first boot, where wiping is expected)."""
-    if not rerun:
-        return ()
-    storage = ignition.get("storage") or {}
-    out: list[Notice] = []
-    for fs in storage.get("filesystems") or ():
-        if not fs.get("wipeFilesystem"):
-            continue
-        if _is_root_fs(fs):
-            out.append(
-                Notice(
-                    "danger",
-                    (
-                        f"ROOT filesystem {fs.get('device')} has wipeFilesystem: true: it is reformatted, "
-                        "so kept paths (SSH host keys, /var/lib/flatcar-infra) are lost too"
-                    ),
-                )
-            )
-        else:
-            out.append(
-                Notice(
-                    "danger",
-                    (
-                        f"filesystem {fs.get('device')} has wipeFilesystem: true: "
-                        "it is reformatted on every reprovision and its data is lost"
-                    ),
-                )
-            )
-    for disk in storage.get("disks") or ():
-        if disk.get("wipeTable"):
-            out.append(
-                Notice(
-                    "danger",
-                    (
-                        f"disk {disk.get('device')} has wipeTable: true: its partition table is rewritten "
-                        "on every reprovision"
-                    ),
-                )
-            )
-    for luks in storage.get("luks") or ():
-        if luks.get("wipeVolume"):
-            out.append(
-                Notice(
-                    "danger",
-                    (
-                        f"LUKS volume {luks.get('name')} has wipeVolume: true: it is re-created (data lost) "
-                        "on every reprovision"
-                    ),
-                )
-            )
-    return tuple(out)
-
-
-def kept_path_notices(
-    diff: ConfigDiff, new: Mapping[str, Any] | None, keep: Iterable[str]
-) -> tuple[Notice, ...]:
-    """Where the keep list and the config disagree on an in-place reprovision: a removed entry
-    under a kept path stays on the host; a new file there without ``overwrite: true`` makes
-    Ignition fail ("file exists") and leaves the host in an emergency shell."""
-    patterns = [re.compile(f"(?:{p})(?:/.*)?") for p in keep]
-
-    def kept(path: str) -> bool:
-        return any(p.fullmatch(path) for p in patterns)
-
-    out: list[Notice] = []
-    for c in diff.changes:
-        if c.action is Action.REMOVED and c.kind in ("file", "dir", "link") and kept(c.name):
-            out.append(
-                Notice("warning", f"{c.name} is removed from the config but stays on the host (kept path)")
-            )
-    if new is not None:
-        for f in (new.get("storage") or {}).get("files") or ():
-            path = f.get("path", "")
-            has_contents = f.get("contents") is not None
-            if has_contents and not f.get("overwrite") and kept(path):
-                out.append(
-                    Notice(
-                        "danger",
-                        (
-                            f"{path} is under a kept path and has contents without overwrite: true: "
-                            "Ignition fails when it already exists and the host stops in an emergency shell"
-                        ),
-                    )
-                )
-    return tuple(out)
-
-
 __all__ = [
     "CATEGORIES",
     "MAX_DIFF_BYTES",
@@ -825,14 +708,7 @@ __all__ = [
     "ContentChange",
     "ContentSide",
     "FieldChange",
-    "Notice",
     "SecretRules",
-    "abbreviate_key",
-    "data_loss_notices",
     "diff_ignition",
-    "human_size",
-    "kept_path_notices",
-    "mask_url",
-    "short_hash",
     "unified_diff",
 ]

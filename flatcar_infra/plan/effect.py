@@ -3,20 +3,30 @@
 Pure: the reprovisioning ``Policy`` and whether the machine exists on each side in, an ``Effect``
 out. The wording follows what the reprovisioner really does (``flatcar_infra.reprovision``):
 ``in-place`` runs ``flatcar-reset`` keeping the listed paths and the machine-id, reboots, and
-Ignition reruns on a wiped root; the machine is never replaced.
+Ignition reruns on a wiped root; the machine is never replaced. The notices name what such a
+rerun destroys or breaks (reformatted filesystems, files Ignition refuses to overwrite).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from flatcar_infra.plan.diff import ConfigDiff, Notice, data_loss_notices, kept_path_notices
+from flatcar_infra.plan.diff import Action, ConfigDiff
 from flatcar_infra.reprovision.policy import Policy
 
 Status = Literal["changed", "unchanged", "added", "removed"]
 EffectAction = Literal["none", "create", "destroy", "reboot", "replace", "drift"]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a reviewer must not miss (``danger``: data loss or a failing boot)."""
+
+    level: Literal["danger", "warning", "info"]
+    message: str
 
 
 @dataclass(frozen=True)
@@ -87,10 +97,94 @@ def notices_for(
     """Data-loss and failed-boot risks of this change under this policy."""
     if status != "changed" or policy.strategy in ("ignore", "replace") or new is None:
         return ()
-    out = list(data_loss_notices(new, rerun=True))
     if policy.strategy == "wipe-root":
-        # Reformatting ROOT is the point of wipe-root: say it, but not as an accident.
-        out = [Notice("warning", n.message) if "ROOT filesystem" in n.message else n for n in out]
-    else:
-        out += kept_path_notices(diff, new, policy.all_keep_paths)
+        return data_loss_notices(new, root_expected=True)
+    return data_loss_notices(new, root_expected=False) + kept_path_notices(diff, new, policy.all_keep_paths)
+
+
+def _is_root_fs(fs: Mapping[str, Any]) -> bool:
+    return fs.get("label") == "ROOT" or fs.get("device") in (
+        "/dev/disk/by-label/ROOT",
+        "/dev/disk/by-partlabel/ROOT",
+    )
+
+
+def data_loss_notices(ignition: Mapping[str, Any], *, root_expected: bool) -> tuple[Notice, ...]:
+    """What rerunning Ignition with ``ignition`` destroys on an existing host. ``root_expected``:
+    reformatting ROOT is the point (strategy wipe-root), so it is a warning, not an accident."""
+    storage = ignition.get("storage") or {}
+    out: list[Notice] = []
+    for fs in storage.get("filesystems") or ():
+        if not fs.get("wipeFilesystem"):
+            continue
+        if _is_root_fs(fs):
+            out.append(
+                Notice(
+                    "warning" if root_expected else "danger",
+                    (
+                        f"ROOT filesystem {fs.get('device')} has wipeFilesystem: true: it is reformatted, "
+                        "so kept paths (SSH host keys, /var/lib/flatcar-infra) are lost too"
+                    ),
+                )
+            )
+        else:
+            out.append(
+                Notice(
+                    "danger",
+                    (
+                        f"filesystem {fs.get('device')} has wipeFilesystem: true: "
+                        "it is reformatted on every reprovision and its data is lost"
+                    ),
+                )
+            )
+    for disk in storage.get("disks") or ():
+        if disk.get("wipeTable"):
+            out.append(
+                Notice(
+                    "danger",
+                    (
+                        f"disk {disk.get('device')} has wipeTable: true: its partition table is rewritten "
+                        "on every reprovision"
+                    ),
+                )
+            )
+    for luks in storage.get("luks") or ():
+        if luks.get("wipeVolume"):
+            out.append(
+                Notice(
+                    "danger",
+                    (
+                        f"LUKS volume {luks.get('name')} has wipeVolume: true: it is re-created (data lost) "
+                        "on every reprovision"
+                    ),
+                )
+            )
+    return tuple(out)
+
+
+def kept_path_notices(diff: ConfigDiff, new: Mapping[str, Any], keep: Iterable[str]) -> tuple[Notice, ...]:
+    """Where the keep list and the config disagree on an in-place reprovision: a removed entry
+    under a kept path stays on the host; a new file there without ``overwrite: true`` makes
+    Ignition fail ("file exists") and leaves the host in an emergency shell."""
+    patterns = [re.compile(f"(?:{p})(?:/.*)?") for p in keep]
+
+    def kept(path: str) -> bool:
+        return any(p.fullmatch(path) for p in patterns)
+
+    out: list[Notice] = []
+    for c in diff.changes:
+        if c.action is Action.REMOVED and c.kind in ("file", "dir", "link") and kept(c.name):
+            out.append(
+                Notice("warning", f"{c.name} is removed from the config but stays on the host (kept path)")
+            )
+    for f in (new.get("storage") or {}).get("files") or ():
+        path = f.get("path", "")
+        if f.get("contents") is not None and not f.get("overwrite") and kept(path):
+            out.append(
+                Notice(
+                    "danger",
+                    f"{path} is under a kept path and has contents without overwrite: true: Ignition "
+                    "fails when it already exists and the host stops in an emergency shell",
+                )
+            )
     return tuple(out)

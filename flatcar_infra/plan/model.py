@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flatcar_infra.plan.diff import ConfigDiff, Notice, SecretRules, diff_ignition
-from flatcar_infra.plan.effect import Effect, Status, describe_effect, notices_for
+from flatcar_infra.plan.diff import ConfigDiff, SecretRules, diff_ignition
+from flatcar_infra.plan.effect import Effect, Notice, Status, describe_effect, notices_for
 from flatcar_infra.reprovision.policy import Policy
 
 

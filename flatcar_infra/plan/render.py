@@ -16,7 +16,8 @@ from typing import Any, Final
 from rich.console import Console
 from rich.markup import escape
 
-from flatcar_infra.plan.diff import Action, Change, ContentChange, short_hash
+from flatcar_infra.plan.diff import Action, Change, ContentChange
+from flatcar_infra.plan.display import short_hash
 from flatcar_infra.plan.model import MachinePlan, Plan
 
 JSON_SCHEMA: Final = "flatcar-infra/plan/v1"
@@ -107,8 +108,10 @@ def _text_machine(con: Console, m: MachinePlan, same_as: str | None) -> None:
         f"[{status_style}]{escape(m.title)}[/{status_style}]: {escape(_STATUS_TEXT[m.status])}"
         + ("" if m.status == "unchanged" else f" ({escape(_entry_counts(m))})")
     )
-    if m.old_source or m.new_source:
-        con.print(f"  from {escape(m.old_source or '(none)')} to {escape(m.new_source or '(none)')}")
+    if m.old_source and m.new_source:
+        con.print(f"  from {escape(m.old_source)} to {escape(m.new_source)}")
+    elif m.old_source or m.new_source:
+        con.print(f"  config {escape(m.new_source or m.old_source or '')}")
     if m.diff.old_hash != m.diff.new_hash:
         con.print(f"  config hash {short_hash(m.diff.old_hash)} → {short_hash(m.diff.new_hash)}")
     if same_as is not None:
@@ -243,9 +246,10 @@ def _md_machine(m: MachinePlan, *, diffs: bool) -> list[str]:
                 f"**Config hash:** {md_code(short_hash(m.diff.old_hash))} → "
                 f"{md_code(short_hash(m.diff.new_hash))}  "
             )
-        if m.old_source or m.new_source:
-            before, after = md_code(m.old_source or "(none)"), md_code(m.new_source or "(none)")
-            out.append(f"**Source:** {before} → {after}")
+        if m.old_source and m.new_source:
+            out.append(f"**Source:** {md_code(m.old_source)} → {md_code(m.new_source)}")
+        elif m.old_source or m.new_source:
+            out.append(f"**Source:** {md_code(m.new_source or m.old_source or '')}")
         out.append("")
     for n in m.notices:
         tag = {"danger": "CAUTION", "warning": "WARNING", "info": "NOTE"}[n.level]

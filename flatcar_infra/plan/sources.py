@@ -21,7 +21,8 @@ from pathlib import Path
 
 from flatcar_infra.compiler import CompiledConfig, compile_config
 from flatcar_infra.errors import ConfigError, Diagnostic, UserError
-from flatcar_infra.plan.diff import SECRET_MARKER, Notice, SecretRules
+from flatcar_infra.plan.diff import SECRET_MARKER, SecretRules
+from flatcar_infra.plan.effect import Notice
 from flatcar_infra.plan.model import MachinePlan, Plan, plan_machine
 from flatcar_infra.reprovision.policy import Policy
 from flatcar_infra.stackconfig import MachineSpec, SecureValue, StackSpec, load_stack_file, resolve_path
@@ -189,8 +190,16 @@ def _compile(
     snippets: Sequence[tuple[str, str]],
     platform: str | None,
 ) -> CompiledConfig:
+    # Stamped, as the stack program compiles it: the manifest (and so ``pulumi preview``) has the
+    # stamp file ``/etc/flatcar-infra/config-hash`` too.
     return compile_config(
-        text, filename=label, files_dir=files_dir, variables=variables, snippets=snippets, platform=platform
+        text,
+        filename=label,
+        files_dir=files_dir,
+        variables=variables,
+        snippets=snippets,
+        platform=platform,
+        stamp_config=True,
     )
 
 

@@ -45,6 +45,14 @@ def not_back(host: str, timeout: float, detail: str) -> ReprovisionError:
         "answers SSH, run again: a host already running the new config is only verified")
 
 
+def reboot_unknown(host: str, timeout: float) -> ReprovisionError:
+    return ReprovisionError(
+        f"{host} did not come back within {timeout:g}s, and the connection was lost while issuing "
+        "the reboot", f"{STAGED}; whether it rebooted is unknown",
+        "once the host answers SSH, run again: a staged reset is continued, an applied one is only "
+        "verified")
+
+
 def identity_changed(host: str) -> ReprovisionError:
     return ReprovisionError(
         f"{host} came back with a DIFFERENT SSH host key: the reset did not keep "

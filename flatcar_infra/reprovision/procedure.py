@@ -256,8 +256,10 @@ async def _check_pointer_object(s: SshSession, d: Desired) -> str | None:
     if not d.config_url:
         return None
     want = hashlib.sha512(d.config).hexdigest()
-    res = await s.run(["sh", "-c", 'curl -fsSL --max-time 30 "$0" | sha512sum | cut -d" " -f1',
-                       d.config_url], timeout=60)
+    res = await s.run(["sh", "-c", 'command -v curl >/dev/null || exit 127; '
+                       'curl -fsSL --max-time 30 "$0" | sha512sum | cut -d" " -f1', d.config_url], timeout=60)
+    if res.exit_status == 127:
+        return None  # no curl on this host: Ignition's own verification is all we have
     got = res.text.strip()
     if got != want:
         return (f"the hosted config at {d.config_url} does not hold the new config yet (sha512 "
@@ -266,9 +268,15 @@ async def _check_pointer_object(s: SshSession, d: Desired) -> str | None:
 
 
 async def _wait_new_boot(target: SshTarget, old_boot: str, timeout: float, report: Report,
-                         t_start: float, *, accept_new_key: bool = False) -> tuple[SshSession, str | None]:
-    """Dial with backoff until the host answers with a boot_id other than ``old_boot``."""
+                         t_start: float, *, accept_new_key: bool = False,
+                         same_boot_grace: float | None = None) -> tuple[SshSession, str | None]:
+    """Dial with backoff until the host answers with a boot_id other than ``old_boot``.
+
+    ``same_boot_grace``: when the reboot may never have been issued, a host that keeps answering
+    on the old boot for that long has not rebooted: say so instead of waiting for the timeout.
+    """
     deadline = t_start + timeout
+    same_since: float | None = None
     delay = 0.5
     attempt = 0
     new_key: str | None = None
@@ -288,6 +296,11 @@ async def _wait_new_boot(target: SshTarget, old_boot: str, timeout: float, repor
                 return s, new_key
             await s.close()
             last = "still the old boot (not down yet)"
+            same_since = same_since if same_since is not None else time.monotonic()
+            if same_boot_grace is not None and time.monotonic() - same_since > same_boot_grace:
+                raise messages.lost_before_reboot(
+                    target.host, f"the host is still up on the same boot {same_boot_grace:g}s later: "
+                    "the reboot command never arrived")
         except HostKeyMismatch:
             if not accept_new_key:
                 raise messages.identity_changed(target.host) from None
@@ -431,17 +444,28 @@ async def ensure(target: SshTarget, d: Desired, *, report: Report = _noop, first
         staging, skipped = await _stage(s, d, facts, plan, timer, report, root=root)
         with timer.phase("reboot", "rebooting (detached) and waiting for the new boot"):
             t0 = time.monotonic()
+            issued = True
             try:
                 await s.run(as_root(s, ["systemd-run", "--no-block", "--collect", "--unit",
                                         f"flatcar-infra-reboot-{me.token[:8]}", "sh", "-c",
                                         "sleep 1; systemctl reboot"]), timeout=30, check=True)
             except SshError as exc:
-                raise messages.lost_before_reboot(host, exc.message) from None
+                # ambiguous: the reboot may already be under way (a slow host answers after the
+                # 1 s delay), or the command never arrived. Find out by waiting.
+                issued = False
+                report("reboot", f"connection lost while issuing the reboot ({exc.message}); "
+                       "waiting to see whether it happens", time.monotonic() - t0)
             locked = False  # the reboot clears /run
             _ACTIVE_TOKENS.discard(me.token)
             await s.close()
-            s, new_key = await _wait_new_boot(target, facts.boot_id, d.policy.reboot_timeout, report, t0,
-                                              accept_new_key=d.policy.strategy == "wipe-root")
+            try:
+                s, new_key = await _wait_new_boot(
+                    target, facts.boot_id, d.policy.reboot_timeout, report, t0,
+                    accept_new_key=d.policy.strategy == "wipe-root", same_boot_grace=None if issued else 30)
+            except messages.ReprovisionError as exc:
+                if issued or exc.host_state != messages.REBOOTING:
+                    raise
+                raise messages.reboot_unknown(host, d.policy.reboot_timeout) from None
             if new_key:
                 target = target.pinned(new_key)
         with timer.phase("verify", "verifying the new boot"):

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,7 +31,15 @@ from typing import Any, TypeVar
 import asyncssh
 
 from flatcar_infra.errors import UserError
-from flatcar_infra.ssh import CommandResult, SshError, SshSession, SshTarget, connect, fetch_host_key
+from flatcar_infra.ssh import (
+    CommandResult,
+    HostKeyMismatch,
+    SshError,
+    SshSession,
+    SshTarget,
+    connect,
+    fetch_host_key,
+)
 from flatcar_infra.testbed.bucket import GUEST_BUCKET_HOST, free_port
 from flatcar_infra.testbed.qmp import qmp_command
 
@@ -40,6 +49,7 @@ T = TypeVar("T")
 STANDIN_FW_CFG = "opt/com.coreos/config"
 FLATCAR_FW_CFG = "opt/org.flatcar-linux/config"
 NIC_ID = "nic0"
+RELAY = Path(__file__).with_name("relay.py")
 # Serial-console lines that mean the boot cannot reach SSH any more (fail fast, not at the timeout).
 FATAL_CONSOLE = ("Entering emergency mode", "Kernel panic", "Cannot open access to console")
 
@@ -105,7 +115,9 @@ def qemu_command(spec: VmSpec, *, daemonize: bool = False) -> list[str]:
         ["-accel", "tcg,thread=multi", "-cpu", "max"]
     netdev = f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
     if spec.bucket_port is not None:
-        netdev += f",guestfwd=tcp:{GUEST_BUCKET_HOST}:80-tcp:127.0.0.1:{spec.bucket_port}"
+        # One forward, to the bucket server only; a relay per connection (see relay.py for why).
+        relay = f"{sys.executable} -I {RELAY} {spec.bucket_port}"
+        netdev += f",guestfwd=tcp:{GUEST_BUCKET_HOST}:80-cmd:{relay}"
     cmd = [
         "qemu-system-x86_64", "-name", spec.name, "-nodefaults", "-machine", "pc", *accel,
         "-smp", str(spec.cpus), "-m", str(spec.memory_mib), "-display", "none",
@@ -316,9 +328,9 @@ class Vm:
                         fetch_host_key("127.0.0.1", self.spec.ssh_port, timeout=15), 30)
                 self._session = self._runner().run(connect(self.target), 60)
                 return self.host_key
+            except HostKeyMismatch:
+                raise
             except SshError as exc:
-                if type(exc).__name__ == "HostKeyMismatch":
-                    raise
                 if time.monotonic() > deadline:
                     raise VmError(f"VM {self.spec.name}: no SSH within {timeout:g}s ({exc.message})\n"
                                   f"{self.serial_tail()}") from None

@@ -563,3 +563,12 @@ def test_more_error_goldens(tmp_path: Path, body: str, expected: str) -> None:
 def test_non_mapping_configs(text: str) -> None:
     result = run(text)
     assert result.document is None and any(d.is_error and d.line > 0 for d in result.diagnostics)
+
+
+def test_setuid_bits_warn_only_for_spec_33() -> None:
+    src = "storage:\n  files:\n    - path: /opt/bin/x\n      mode: 04755\n"
+    assert messages(run(V10 + src)) == [
+        "c.yaml:6:13: warning: setuid/setgid/sticky bits need Ignition spec 3.4.0 (Butane flatcar 1.1.0); "
+        "spec 3.3.0 may not apply them [$.storage.files.0.mode]"
+    ]
+    assert ok(V11 + src)["storage"]["files"][0]["mode"] == 0o4755

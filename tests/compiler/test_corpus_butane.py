@@ -16,7 +16,13 @@ import pytest
 from flatcar_infra.compiler import compile_file
 from flatcar_infra.compiler.dataurl import decode_data_url
 from flatcar_infra.errors import ConfigError
-from tests.support.ignition import ignition_validate, requires_ignition
+from tests.support.ignition import (
+    CORE_USER,
+    apply_config,
+    assert_applied,
+    ignition_validate,
+    requires_ignition,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("FLATCAR_INFRA_CORPUS", REPO.parent / "shared" / "corpus"))
@@ -31,8 +37,38 @@ INVALID = sorted(BUTANE.glob("*-INVALID.yaml"))
 EXPECTED = sorted(BUTANE.glob("*.expected.ign.json"))
 
 
+def _appliable(path: Path) -> bool:
+    """Configs the files stage can apply in a scratch root: no fetch beyond ``data:`` (tests stay
+    on loopback) and no LUKS (needs cryptsetup and real devices)."""
+    doc = compile_file(path, files_dir=FILES).ignition
+    text = json.dumps(doc)
+    checkable = (
+        doc.get("storage", {}).keys() & {"files", "directories", "links"}
+        or "systemd" in doc
+        or "passwd" in doc
+    )
+    return (
+        bool(checkable)
+        and '"luks"' not in text
+        and not any(
+            s in text
+            for s in (
+                '"source": "http',
+                '"source": "s3:',
+                '"source": "gs:',
+                '"source": "tftp',
+                '"source": "arn:',
+            )
+        )
+    )
+
+
+APPLIABLE = [p for p in VALID if _appliable(p)]
+
+
 def test_corpus_is_there() -> None:
     assert len(VALID) >= 30 and INVALID and EXPECTED
+    assert len(APPLIABLE) >= 20
 
 
 @pytest.mark.ignition
@@ -79,3 +115,12 @@ def test_documented_outputs_match(expected: Path) -> None:
     source = expected.with_name(expected.name.replace(".expected.ign.json", ".yaml"))
     compiled = compile_file(source, files_dir=FILES)
     assert normalize(compiled.ignition) == normalize(json.loads(expected.read_text()))
+
+
+@pytest.mark.ignition
+@requires_ignition
+@pytest.mark.parametrize("path", APPLIABLE, ids=lambda p: p.name)
+def test_corpus_config_applied_by_real_ignition(path: Path, tmp_path: Path) -> None:
+    compiled = compile_file(path, files_dir=FILES)
+    root = apply_config(compiled.canonical, tmp_path / "root", [CORE_USER])
+    assert assert_applied(compiled.ignition, root) > 0

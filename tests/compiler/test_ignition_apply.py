@@ -15,6 +15,7 @@ from tests.support.ignition import (
     IgnitionFailed,
     User,
     apply_config,
+    assert_applied,
     ignition_validate,
     preset_lines,
     requires_ignition,
@@ -169,6 +170,11 @@ def test_apply_representative_config(tmp_path: Path, version: str) -> None:
     passwd = (root / "etc/passwd").read_text()
     assert "alice:x:1500:" in passwd
     assert "wheel:x:1600:alice" in (root / "etc/group").read_text()
+    # the generic checker agrees, and it notices a difference
+    assert assert_applied(compiled.ignition, root) >= 12
+    (root / "opt/tree/README").chmod(0o600)
+    with pytest.raises(AssertionError, match="/opt/tree/README"):
+        assert_applied(compiled.ignition, root)
 
 
 def test_rerun_without_overwrite_fails_like_on_a_host(tmp_path: Path) -> None:

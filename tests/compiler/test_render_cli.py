@@ -113,3 +113,15 @@ def test_output_file_is_the_delivered_bytes_and_stamp_keeps_the_identity_hash(
     files = json.loads(stamped.read_bytes())["storage"]["files"]
     stamp = next(f for f in files if f["path"] == "/etc/flatcar-infra/config-hash")
     assert identity in stamp["contents"]["source"]
+
+
+def test_stdin_input(monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(WARN.replace("644", "0644")))
+    assert cli("render", "-") == 0
+    assert json.loads(capsysbinary.readouterr().out)["storage"]["files"][0]["mode"] == 0o644
+    monkeypatch.setattr(sys, "stdin", io.StringIO(BAD))
+    assert cli("render", "-") == 1
+    assert b"<stdin>:5:13: error: path 'etc/x' must be absolute" in capsysbinary.readouterr().err

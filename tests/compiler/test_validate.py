@@ -62,8 +62,31 @@ def problems(doc: dict[str, Any], version: str = "3.3.0") -> list[str]:
             "error: overwrite: true needs contents with a source [$.storage.files.0.overwrite]",
         ),
         (
-            {"storage": {"files": [{"path": "/a", "append": [{"compression": "gzip"}]}]}},
-            "error: missing source [$.storage.files.0.append.0]",
+            {"storage": {"files": [{"path": "/a", "append": [{}]}]}},
+            "warning: an append entry without a source appends nothing [$.storage.files.0.append.0]",
+        ),
+        (
+            {"ignition": {"version": "3.3.0", "config": {"merge": [{"compression": "gzip"}]}}},
+            "error: missing required field: 'source' is a required property [$.ignition.config.merge.0]",
+        ),
+        (
+            {"storage": {"files": [{"path": "/a", "mode": 0o4755}]}},
+            "warning: setuid/setgid/sticky bits need Ignition spec 3.4.0 (Butane flatcar 1.1.0); spec 3.3.0 "
+            "may not apply them [$.storage.files.0.mode]",
+        ),
+        (
+            {
+                "storage": {
+                    "luks": [
+                        {
+                            "name": "a",
+                            "device": "/dev/sda",
+                            "clevis": {"custom": {"pin": "p", "config": "{}"}},
+                        }
+                    ]
+                }
+            },
+            "error: unsupported clevis pin 'p' (use tpm2, tang or sss) [$.storage.luks.0.clevis.custom.pin]",
         ),
         (
             {"storage": {"files": [{"path": "/a", "user": {"id": 1, "name": "x"}}]}},
@@ -80,7 +103,8 @@ def problems(doc: dict[str, Any], version: str = "3.3.0") -> list[str]:
         ),
         (
             {"systemd": {"units": [{"name": "a.service", "contents": "ExecStart=/x\n"}]}},
-            "error: line 1 of the unit: 'ExecStart=/x' is outside any [Section] [$.systemd.units.0.contents]",
+            "warning: line 1 of the unit: 'ExecStart=/x' is outside any [Section]; systemd ignores it "
+            "[$.systemd.units.0.contents]",
         ),
         (
             {"systemd": {"units": [{"name": "a.service"}, {"name": "a.service"}]}},
@@ -110,6 +134,10 @@ def problems(doc: dict[str, Any], version: str = "3.3.0") -> list[str]:
         (
             {"storage": {"files": [{"path": "/a", "mode": "0644"}]}},
             "error: expected integer, found string '0644' [$.storage.files.0.mode]",
+        ),
+        (
+            {"storage": {"files": [{"path": "/a", "mode": 420.0}]}},
+            "error: expected an integer, found 420.0 [$.storage.files.0.mode]",
         ),
         (
             {"storage": {"files": [{"mode": 420}]}},

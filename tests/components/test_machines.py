@@ -371,3 +371,33 @@ def test_aws_secret_variables_make_the_object_and_the_reprovision_config_secret(
     assert rep.is_secret("config") and rep.is_secret("private_key")
     pointer = g.one("aws:ec2/instance:Instance")
     assert not pointer.is_secret("userData") and "tok3n" not in pointer.plain("userData")
+
+
+def test_aws_given_bucket_and_key_pair_are_used_not_created(ssh_key: dict[str, str]) -> None:
+    g = aws_program("one", ssh_key, bucket="corp-flatcar-configs", key_name="ops")
+    assert not g.by_type("aws:s3/bucket:Bucket") and not g.by_type("aws:ec2/keyPair:KeyPair")
+    assert g.one(AWS_OBJECT).plain("bucket") == "corp-flatcar-configs"
+    assert g.one("aws:ec2/instance:Instance").plain("keyName") == "ops"
+    policy = json.loads(g.one("aws:iam/rolePolicy:RolePolicy").plain("policy"))
+    assert (
+        policy["Statement"][0]["Resource"]
+        == "arn:aws:s3:::corp-flatcar-configs/flatcar-infra/test/web/config.ign"
+    )
+
+
+def test_preview_with_unknown_outputs_registers_the_same_graph(ssh_key: dict[str, str]) -> None:
+    def program() -> None:
+        config = flatcar_config(text=ignition_text("one"), filename="web.ign")
+        DigitalOceanMachine(
+            "web",
+            DigitalOceanMachineArgs(
+                config=config,
+                ssh=SshAccess(private_key=ssh_key["private"]),
+                region="fra1",
+                size="s",
+                spaces_bucket="configs",
+            ),
+        )
+
+    g = run_program(program, preview=True)
+    assert REPROVISION_TYPE in g.types() and "digitalocean:index/droplet:Droplet" in g.types()

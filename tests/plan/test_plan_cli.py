@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,7 +75,10 @@ def test_butane_with_local_files_and_variables(tmp_path: Path, cli: Cli) -> None
     )
     assert code == 0, err
     doc = json.loads(out)
-    assert [c["key"] for c in doc["machines"][0]["changes"]] == ["unit:app.service"]
+    stamp = "file:/etc/flatcar-infra/config-hash"  # the config hash stamp, as the stack compiles it
+    assert [c["key"] for c in doc["machines"][0]["changes"]] == [stamp, "unit:app.service"]
+    m = doc["machines"][0]
+    assert m["changes"][0]["summary"] == (f"config hash {m['old_hash'][:19]}… → {m['new_hash'][:19]}…")
     code, out, err = cli("plan", old, new, "--files-dir", str(tmp_path / "files2"), "--var", "greeting=x")
     assert code == 0, err
     assert "enabled → disabled" in out
@@ -176,7 +180,7 @@ def test_clc_and_butane_with_the_same_meaning_plan_empty(tmp_path: Path, cli: Cl
     # a real difference between the two still shows: the unit is no longer enabled
     other = write(tmp_path / "b.bu", BUTANE_SAME.replace("enabled: true", "enabled: false"))
     code, out, _ = cli("plan", clc, other)
-    assert code == 0 and "~ app.service  enabled → disabled" in out
+    assert code == 0 and re.search(r"\n    ~ app\.service +enabled → disabled\n", out)
 
 
 def test_clc_and_butane_files_with_the_same_bytes(tmp_path: Path, cli: Cli) -> None:
@@ -227,7 +231,8 @@ def test_git_references(repo: Repo, cli: Cli, monkeypatch: pytest.MonkeyPatch) -
     machine = json.loads(out)["machines"][0]
     assert machine["old_source"] == "git:HEAD~1:configs/web.bu"
     diffs = {c["key"]: c["contents"][0]["diff"] for c in machine["changes"]}
-    assert set(diffs) == {"file:/etc/app.conf", "unit:app.service"}
+    assert set(diffs) == {"file:/etc/app.conf", "unit:app.service", "file:/etc/flatcar-infra/config-hash"}
+    assert diffs["file:/etc/flatcar-infra/config-hash"] == []
     assert "-port=80" in diffs["file:/etc/app.conf"] and "+port=8080" in diffs["file:/etc/app.conf"]
 
     # default files-dir: the config's own directory at that revision; against the working tree
@@ -313,7 +318,7 @@ def test_stack_dir_against_base(repo: Repo, cli: Cli) -> None:
         ("prod", "old-1", "removed"),
     ]
     web = doc["machines"][2]
-    assert [c["key"] for c in web["changes"]] == ["file:/etc/app.conf"]
+    assert [c["key"] for c in web["changes"]] == ["file:/etc/app.conf", "file:/etc/flatcar-infra/config-hash"]
     assert web["old_source"] == "git:main:configs/web.bu" and web["new_source"] == "configs/web.bu"
     assert "paths matching /var/lib/app" in web["effect"]["keeps"]
 
@@ -367,3 +372,39 @@ def test_secure_variables_are_never_compiled_in(repo: Repo, cli: Cli) -> None:
     assert "contents (secret, changed)" in out
     assert "secret variable token changed or was re-encrypted" in out
     assert "v1:AAAA" not in out and "v1:BBBB" not in out and "LEVEL" not in out
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pulumi_digitalocean, imported by components
+def test_stack_plan_digests_are_the_reprovision_manifest(repo: Repo, cli: Cli) -> None:
+    """The digests the plan reports are the values of the ``manifest`` input the stack program
+    gives each ``Reprovision`` resource, so ``pulumi preview --diff`` lists the same entries."""
+    from flatcar_infra.components.config import compile_now
+    from flatcar_infra.manifest import build_manifest
+
+    repo.write("configs/files/app.conf", "port=80\n")
+    repo.write("configs/web.bu", IN_REPO)
+    repo.write("stacks/Pulumi.prod.yaml", STACK.format(machines=machines_yaml(("web-1", "configs/web.bu"))))
+    repo.commit("base")
+    repo.write("configs/files/app.conf", "port=8080\n")
+    code, out, err = cli("plan", "--stack-dir", "stacks", "--base", "HEAD", "--format", "json")
+    assert code == 0, err
+    changes = json.loads(out)["machines"][0]["changes"]
+
+    def manifest(app_conf: str) -> dict[str, str]:
+        repo.write("configs/files/app.conf", app_conf)
+        compiled = compile_now(
+            IN_REPO,
+            filename="web.bu",
+            files_dir=repo.root / "configs",
+            variables=None,
+            snippets=(),
+            platform=None,
+            strict=False,
+            template=None,
+        )
+        return build_manifest(compiled.ignition)
+
+    old, new = manifest("port=80\n"), manifest("port=8080\n")
+    assert {c["key"]: (c["old_digest"], c["new_digest"]) for c in changes} == {
+        k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)
+    }

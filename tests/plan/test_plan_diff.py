@@ -16,10 +16,9 @@ from flatcar_infra.plan.diff import (
     Change,
     ConfigDiff,
     SecretRules,
-    abbreviate_key,
     diff_ignition,
-    mask_url,
 )
+from flatcar_infra.plan.display import abbreviate_key, mask_url
 from flatcar_infra.plan.model import plan_machine
 from flatcar_infra.plan.render import render_json, render_markdown, render_text
 from tests.plan.helpers import data_url, file_entry, ign
@@ -336,6 +335,7 @@ def test_ssh_keys_and_groups_are_set_changes() -> None:
         "groups +wheel",
         f"sshAuthorizedKeys +{abbreviate_key(k2)}",
     ]
+    assert c.summary == f"groups -docker +wheel; sshAuthorizedKeys +{abbreviate_key(k2)}"
     # reordering a set-like list changes the manifest digest: still one change, with no field noise
     d = diff_ignition(
         new, ign(passwd={"users": [{"name": "core", "sshAuthorizedKeys": [k1, k2], "groups": ["wheel"]}]})

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from flatcar_infra.plan.diff import Notice
+from flatcar_infra.plan.effect import Notice
 from flatcar_infra.plan.model import Plan, plan_machine
 from flatcar_infra.plan.render import JSON_SCHEMA, md_code, render_json, render_markdown, render_text
 from flatcar_infra.reprovision.policy import Policy

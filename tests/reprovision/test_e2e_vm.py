@@ -13,9 +13,11 @@ provider operation by watching its progress lines (``ProviderEngine.when``).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,6 +27,7 @@ from flatcar_infra.compiler.api import CompiledConfig, compile_config
 from flatcar_infra.manifest import build_manifest
 from flatcar_infra.provider import ReprovisionProvider
 from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.ssh import SshTarget
 from flatcar_infra.testbed.machines import VmFactory
 from flatcar_infra.testbed.vm import Vm
 from tests.reprovision.engine import ProviderEngine, State
@@ -41,6 +44,25 @@ def config(vm_key: str, version: str, files: dict[str, str], spec: str = "3.3.0"
     doc["storage"]["files"].append({"path": "/etc/app/version", "mode": 0o644, "overwrite": True,
                                     "contents": {"source": f"data:,{version}"}})
     return compile_config(json.dumps(doc), filename=f"{version}.ign", stamp_config=True)
+
+
+def interrupted_run(target: SshTarget, desired: Any, qmp_socket: str, q: Any) -> None:
+    """(child process) the procedure, with the network cut right after staging."""
+    from flatcar_infra.errors import UserError
+    from flatcar_infra.reprovision.procedure import ensure
+    from flatcar_infra.ssh import run_sync
+    from flatcar_infra.testbed.qmp import qmp_command
+    from flatcar_infra.testbed.vm import NIC_ID
+
+    def cut(phase: str, message: str, _elapsed: float | None = None) -> None:
+        if phase == "stage" and message == "done":
+            qmp_command(Path(qmp_socket), "set_link", {"name": NIC_ID, "up": False})
+
+    try:
+        run_sync(lambda: ensure(target, desired, report=cut))
+        q.put("no error")
+    except UserError as exc:
+        q.put(f"{exc}\n{exc.advice or ''}")
 
 
 @dataclass
@@ -164,27 +186,24 @@ def test_ssh_cut_before_reboot_and_while_waiting_then_rerun_converges(world: Wor
     vm = world.vm
     c3 = config(world.vm_key, "v3", {"/etc/app.conf": "v3\n"})
     boot = vm.boot_id()
-    # the cut must land exactly between staging and the reboot command: run the provider's
-    # procedure in-process, where the progress callback is synchronous (the link is down before
-    # the next command is sent)
-    from flatcar_infra.reprovision.messages import ReprovisionError
+    # The cut must land exactly between staging and the reboot command, and the interrupted run
+    # must end the way a killed `pulumi up` does (its process gone, its lock left behind): run
+    # the provider's procedure in a child process whose synchronous progress callback downs the
+    # link before the next command is sent.
     from flatcar_infra.reprovision.plan import Desired
-    from flatcar_infra.reprovision.procedure import ensure
-    from flatcar_infra.ssh import SshTarget, run_sync
 
-    def cut_after_stage(phase: str, message: str, _elapsed: float | None = None) -> None:
-        if phase == "stage" and message == "done":
-            vm.link_down()
-
-    inputs = world.inputs(c3)
+    inputs = world.inputs(c3, policy={"reboot_timeout": 60})
     desired = Desired.from_config(c3.canonical, c3.hash, Policy.from_dict(inputs["policy"]))
     target = SshTarget("127.0.0.1", vm.spec.ssh_port, "core", private_key=world.key_text,
                        host_key=vm.host_key)
-    with pytest.raises(ReprovisionError) as err:
-        run_sync(lambda: ensure(target, desired, report=cut_after_stage))
+    ctx = multiprocessing.get_context("spawn")
+    q: Any = ctx.Queue()
+    child = ctx.Process(target=interrupted_run, args=(target, desired, str(vm.spec.qmp_socket), q))
+    child.start()
+    msg = q.get(timeout=600)
+    child.join(60)
     vm.link_up()
-    assert "a reset is staged on the host" in str(err.value) and "run the same command again" in (
-        err.value.advice or "")
+    assert "a reset is staged on the host" in msg and "run again" in msg
     vm.wait_ssh()
     assert vm.boot_id() == boot
     assert world.sudo("test -e /selective-os-reset && echo staged").strip() == "staged"
@@ -200,7 +219,7 @@ def test_ssh_cut_before_reboot_and_while_waiting_then_rerun_converges(world: Wor
 
     step = world.up(c3, policy={"reboot_timeout": 600})
     outs = step.state.outputs
-    assert outs["applied_hash"] == c3.hash and outs["rebooted"] is False  # it had rebooted already
+    assert outs["applied_hash"] == c3.hash
     assert vm.boot_id() != boot and vm.read_file("/var/lib/app/data.bin") == DATA
     world.facts["v3"] = c3
 
@@ -222,3 +241,51 @@ def test_host_never_returns_then_recovers(world: World) -> None:
     assert step.state.outputs["applied_hash"] == c4.hash
     refreshed = world.engine.refresh(step.state)
     assert refreshed.outputs["applied_hash"] == c4.hash
+
+
+def test_back_to_the_pointer_delivery(world: World, vm_factory_module: VmFactory) -> None:
+    """Remove the file delivery's /oem/config.ign; upload the next config to the hosted object the
+    user-data pointer names; reprovision with pointer delivery (no -F, no -U)."""
+    vm = world.vm
+    vm.sudo("rm -f /oem/config.ign")
+    c5 = config(world.vm_key, "v5", {"/etc/app.conf": "v5\n"})
+    stale = world.inputs(c5, delivery="pointer",
+                         config_url=vm_factory_module.upload("reprovision", world.facts["v3"].canonical,
+                                                             add_key=False))
+    boot = vm.boot_id()
+    with pytest.raises(grpc.RpcError) as exc:  # the object still holds an older config
+        world.engine.update(world.state.urn, world.state.id, world.state.outputs,  # type: ignore[union-attr]
+                            world.engine.with_provider(stale))
+    assert "does not hold the new config yet" in (exc.value.details() or "")  # type: ignore[attr-defined]
+    assert vm.boot_id() == boot
+    url = vm_factory_module.upload("reprovision", c5.canonical, add_key=False)
+    step = world.up(c5, delivery="pointer", config_url=url)
+    assert step.state.outputs["applied_hash"] == c5.hash and step.state.outputs["rebooted"] is True
+    assert vm.read_file("/oem/config.ign", missing_ok=True) is None
+    assert vm.read_file("/etc/app.conf") == b"v5\n" and vm.read_file("/var/lib/app/data.bin") == DATA
+
+
+def test_cli_dry_run_shows_the_diff_and_the_previews(world: World, tmp_path: Any,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from flatcar_infra.cli import main as cli_main
+
+    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("flatcar_infra.cli.reprovision",))
+    vm = world.vm
+    doc = json.loads(ignition({"/etc/app.conf": "v6\n"}, units={"app.service": True}))
+    doc["passwd"] = {"users": [{"name": "core", "sshAuthorizedKeys": [world.vm_key]}]}
+    cfg = tmp_path / "v6.ign"
+    cfg.write_text(json.dumps(doc))
+    boot = vm.boot_id()
+    code = cli_main.main(["reprovision", "--host", "127.0.0.1", "--port", str(vm.spec.ssh_port),
+                          "--identity", str(vm.client_key.private_path), "--host-key", str(vm.host_key),
+                          "--config", str(cfg), "--keep-path", "/var/lib/app", "--dry-run", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["refused"] == [] and data["phases"] == ["preflight", "stage", "reboot", "verify"]
+    assert "~ file:/etc/app.conf" in data["changes"] and "- file:/etc/app/version" in data["changes"]
+    assert "/var/lib/app/data.bin" in data["preview_keep"]
+    assert "/etc/app.conf" in data["preview_delete"]
+    assert vm.boot_id() == boot
+    assert world.sudo("test -e /selective-os-reset && echo staged || echo clean").strip() == "clean"

@@ -11,6 +11,7 @@ Two entry points, reused by every compiler test area:
 * ``apply_config(config_bytes, root, users=[...])`` prepares a scratch root (passwd/group/shadow/
   gshadow with the users the config touches, their homes, ``/etc/selinux/config``, a ``setfiles``
   stub first on PATH) and runs the ``fetch`` then ``files`` stages into it with ``-platform file``.
+  It refuses configs with non-loopback remote sources (tests never leave 127.0.0.1).
 
 Both raise ``IgnitionFailed`` (an ``AssertionError`` carrying Ignition's log) on failure. Tests
 that need them are marked ``@pytest.mark.ignition``; ``requires_ignition`` skips them only when the
@@ -19,17 +20,22 @@ binaries are not installed (CI installs the package).
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from flatcar_infra.compiler.dataurl import decode_data_url
 
 IGNITION_BIN = Path("/usr/lib/dracut/modules.d/30ignition/ignition")
 IGNITION_VALIDATE = shutil.which("ignition-validate") or "/usr/bin/ignition-validate"
@@ -115,18 +121,31 @@ def _tolerated(warning: str, keys: frozenset[str]) -> bool:
     return m is not None and m.group(1) in keys
 
 
-def prepare_root(root: Path, users: Iterable[User] = (CORE_USER,)) -> Path:
-    """Lay out the minimal /etc that Ignition's files stage needs, plus the users' homes."""
+# Supplementary groups a Flatcar image has that real configs add users to.
+FLATCAR_GROUPS: Mapping[str, int] = {"sudo": 150, "systemd-journal": 190, "docker": 233}
+
+
+def prepare_root(
+    root: Path, users: Iterable[User] = (CORE_USER,), *, groups: Mapping[str, int] = FLATCAR_GROUPS
+) -> Path:
+    """Lay out the minimal /etc that Ignition's files stage needs, plus the users' homes and the
+    extra ``groups`` (name → gid) that configs put users in."""
     all_users = {u.name: u for u in (ROOT_USER, *users)}
     etc = root / "etc"
     (etc / "selinux").mkdir(parents=True, exist_ok=True)
     (etc / "selinux" / "config").write_text("SELINUX=disabled\nSELINUXTYPE=targeted\n")
+    # as on Flatcar: useradd (run by Ignition inside the root) gives each new user its own group
+    (etc / "login.defs").write_text("USERGROUPS_ENAB yes\nUID_MIN 1000\nGID_MIN 1000\n")
     passwd, group, shadow, gshadow = [], [], [], []
     for u in all_users.values():
         passwd.append(f"{u.name}:x:{u.uid}:{u.group_id}::{u.home_dir}:{u.shell}")
         group.append(f"{u.name}:x:{u.group_id}:")
         shadow.append(f"{u.name}:*:19000:0:99999:7:::")
         gshadow.append(f"{u.name}:!::")
+    for gname, gid in groups.items():
+        if gname not in all_users:
+            group.append(f"{gname}:x:{gid}:")
+            gshadow.append(f"{gname}:!::")
     for name, lines, mode in (
         ("passwd", passwd, 0o644),
         ("group", group, 0o644),
@@ -166,14 +185,16 @@ def apply_config(
     users: Sequence[User] = (CORE_USER,),
     *,
     work: Path | None = None,
+    groups: Mapping[str, int] = FLATCAR_GROUPS,
 ) -> Path:
     """Apply ``config`` to the scratch ``root`` with the real Ignition; return ``root``.
 
     A run failed if a stage exits non-zero or logs ``CRITICAL``; then ``IgnitionFailed`` carries
     the whole log.
     """
+    _refuse_remote_sources(config)
     root = root.resolve()
-    prepare_root(root, users)
+    prepare_root(root, users, groups=groups)
     work = (work or root.parent / f"{root.name}-ignition").resolve()
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "config.ign"
@@ -212,16 +233,116 @@ def apply_config(
     return root
 
 
+_LOOPBACK = re.compile(r"^(https?|tftp)://(127\.0\.0\.1|\[::1\]|localhost)(:\d+)?(/|$)")
+
+
+def _refuse_remote_sources(config: bytes) -> None:
+    """Tests may only use loopback: Ignition would fetch http(s)/s3/gs sources from the internet
+    (and retry for minutes without one). ``data:`` and loopback URLs are allowed."""
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            src = node.get("source")
+            if isinstance(src, str) and not (src.startswith("data:") or _LOOPBACK.match(src)):
+                raise ValueError(f"refusing to apply a config that fetches {src!r} ({path}.source)")
+            for k, v in node.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}.{i}")
+
+    walk(json.loads(config), "$")
+
+
 def _runnable(config: bytes) -> bytes:
-    """Ignition 2.14 runs 3.4.0 only as ``3.4.0-experimental``: swap the version string."""
+    """Ignition 2.14 runs 3.4.0 only as ``3.4.0-experimental``: swap the version string, also in
+    configs merged or replaced from ``data:`` URLs."""
     doc = json.loads(config)
-    if doc.get("ignition", {}).get("version") == "3.4.0":
-        doc["ignition"]["version"] = "3.4.0-experimental"
-        return json.dumps(doc).encode()
-    return config
+    if doc.get("ignition", {}).get("version") != "3.4.0":
+        return config
+    return json.dumps(_as_experimental(doc)).encode()
+
+
+def _as_experimental(doc: dict[str, Any]) -> dict[str, Any]:
+    ign = doc.get("ignition", {})
+    if ign.get("version") == "3.4.0":
+        ign["version"] = "3.4.0-experimental"
+    cfg = ign.get("config") or {}
+    for res in [*(cfg.get("merge") or []), *([cfg["replace"]] if cfg.get("replace") else [])]:
+        src = res.get("source") or ""
+        if src.startswith("data:"):
+            data = decode_data_url(src)
+            if res.get("compression") == "gzip":
+                data = gzip.decompress(data)
+            inner = _as_experimental(json.loads(data))
+            res["source"] = "data:;base64," + base64.b64encode(json.dumps(inner).encode()).decode()
+            res["compression"] = ""
+            res.pop("verification", None)  # the bytes changed; the original hash no longer applies
+    return doc
 
 
 def preset_lines(root: Path) -> list[str]:
     """The ``enable``/``disable`` lines Ignition wrote for ``enabled:`` units."""
     p = root / "etc/systemd/system-preset/20-ignition.preset"
     return p.read_text().splitlines() if p.exists() else []
+
+
+def assert_applied(doc: dict[str, Any], root: Path) -> int:
+    """Check that ``root`` holds what the Ignition document ``doc`` says: file contents (appends
+    included) and modes, directories, soft and hard links, units, drop-ins, masks, presets and SSH
+    keys. Owners are left to specific tests. Returns how many things were checked."""
+    checked = 0
+    storage = doc.get("storage") or {}
+    for f in storage.get("files") or []:
+        p = root / f["path"].lstrip("/")
+        expected = b""
+        for res in [f.get("contents") or {}, *(f.get("append") or [])]:
+            if res.get("source"):
+                data = decode_data_url(res["source"])
+                expected += gzip.decompress(data) if res.get("compression") == "gzip" else data
+        assert p.read_bytes() == expected, f["path"]
+        assert stat.S_IMODE(p.stat().st_mode) == (f.get("mode") if f.get("mode") is not None else 0o644), f[
+            "path"
+        ]
+        checked += 1
+    for d in storage.get("directories") or []:
+        p = root / d["path"].lstrip("/")
+        assert p.is_dir(), d["path"]
+        assert stat.S_IMODE(p.stat().st_mode) == (d.get("mode") if d.get("mode") is not None else 0o755), d[
+            "path"
+        ]
+        checked += 1
+    for lk in storage.get("links") or []:
+        p = root / lk["path"].lstrip("/")
+        if lk.get("hard"):
+            assert p.stat().st_ino == (root / lk["target"].lstrip("/")).stat().st_ino, lk["path"]
+        else:
+            assert os.readlink(p) == lk["target"], lk["path"]
+        checked += 1
+    sysd = root / "etc/systemd/system"
+    presets = preset_lines(root)
+    for u in (doc.get("systemd") or {}).get("units") or []:
+        name = u["name"]
+        if u.get("mask"):
+            assert os.readlink(sysd / name) == "/dev/null", name
+        elif u.get("contents") is not None:
+            assert (sysd / name).read_text() == u["contents"], name
+        for d in u.get("dropins") or []:
+            if d.get("contents") is not None:
+                assert (sysd / f"{name}.d" / d["name"]).read_text() == d["contents"], (name, d["name"])
+        if u.get("enabled") is not None:
+            assert f"{'enable' if u['enabled'] else 'disable'} {name}" in presets, name
+        checked += 1
+    homes = {
+        line.split(":")[0]: line.split(":")[5]
+        for line in (root / "etc/passwd").read_text().splitlines()
+        if line.count(":") >= 6
+    }
+    for user in (doc.get("passwd") or {}).get("users") or []:
+        keys = user.get("sshAuthorizedKeys") or []
+        if keys:
+            home = root / (user.get("homeDir") or homes[user["name"]]).lstrip("/")
+            got = (home / ".ssh/authorized_keys.d/ignition").read_text().splitlines()
+            assert got == keys, user["name"]
+        checked += 1
+    return checked

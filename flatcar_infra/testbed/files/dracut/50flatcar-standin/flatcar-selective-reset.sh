@@ -4,15 +4,11 @@
 # first boot (and applies presets), then let Ignition run. Directories holding a kept path survive.
 set -euo pipefail
 R=/sysroot
-echo "flatcar-selective-reset: resetting ROOT, keeping $(cat $R/selective-os-reset)" > /dev/kmsg
-/usr/lib/flatcar/reset-paths delete "$R" "$R/selective-os-reset" --null |
-while IFS= read -r -d '' path; do
-    target="$R$path"
-    if [ -d "$target" ] && [ ! -L "$target" ]; then
-        rmdir "$target" 2>/dev/null || true   # still holds kept paths
-    else
-        rm -f "$target"
-    fi
-done
-rm -f "$R/etc/machine-id" "$R/selective-os-reset"
+rx=$R/selective-os-reset
+echo "flatcar-selective-reset: resetting ROOT, keeping $(cat "$rx")" > /dev/kmsg
+# Batched (xargs): one rm per path would take minutes under emulation.
+/usr/lib/flatcar/reset-paths delete-files "$R" "$rx" --null | sed -z "s|^|$R|" | xargs -0 -r rm -f --
+/usr/lib/flatcar/reset-paths delete-dirs "$R" "$rx" --null | sed -z "s|^|$R|" |
+    xargs -0 -r rmdir --ignore-fail-on-non-empty --
+rm -f "$R/etc/machine-id" "$rx"
 echo "flatcar-selective-reset: done" > /dev/kmsg

@@ -22,7 +22,7 @@ install() {
     inst_script "$moddir/flatcar-setup-root.sh" /usr/sbin/flatcar-setup-root
     inst_script "$moddir/flatcar-first-boot-done.sh" /usr/sbin/flatcar-first-boot-done
     inst_script /usr/lib/flatcar/reset-paths /usr/lib/flatcar/reset-paths
-    inst_multiple bash mount umount cp mkdir rm rmdir ln chmod sed grep find sort cat tr printf
+    inst_multiple bash mount umount cp mkdir rm rmdir ln chmod sed grep find sort cat tr printf xargs
     for unit in flatcar-ignition-source.service flatcar-selective-reset.service \
                 flatcar-setup-root.service flatcar-selinux-stub.service \
                 flatcar-first-boot-done.service; do

@@ -1,0 +1,65 @@
+"""Reformatting ROOT on the flagged boot, and Flatcar's config-source precedence.
+
+One VM, three boots: v1 through the pointer → v2 with ``wipeFilesystem: true`` for ROOT (a new
+filesystem; the host keys are lost with it, which the pinned client must notice) → a config in
+``/oem/config.ign`` that wins over the user-data pointer.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flatcar_infra.canonical import canonical_bytes
+from flatcar_infra.ssh import HostKeyMismatch
+from flatcar_infra.testbed.machines import VmFactory, with_core_key
+from flatcar_infra.testbed.vm import Vm
+from tests.vm.configs import generation_config
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1200)]
+
+ROOT_UUID = "findmnt -no UUID /"
+
+
+@pytest.fixture(scope="module")
+def vm(vm_factory_module: VmFactory) -> Vm:
+    return vm_factory_module.boot("wipe", config=generation_config("v1"))
+
+
+def test_wipe_filesystem_reformats_root(vm: Vm, vm_factory_module: VmFactory) -> None:
+    machine_id = vm.read_file("/etc/machine-id")
+    old_uuid = vm.run(ROOT_UUID).text.strip()
+    old_key = vm.host_key
+    vm.run("echo data | sudo tee /var/lib/marker >/dev/null")
+    vm_factory_module.upload("wipe", generation_config("v2", wipe_root=True))
+    # keeping paths is moot when ROOT is reformatted: Ignition's disks stage runs first
+    vm.run("sudo flatcar-reset --keep-machine-id --keep-paths '/etc/ssh/ssh_host_.*' /var/lib/marker")
+    before = vm.boot_id()
+    vm.run("sudo systemd-run --no-block sh -c 'sleep 1; systemctl reboot'")
+    # The new ROOT has new host keys: the pinned client refuses them instead of carrying on.
+    with pytest.raises(HostKeyMismatch):
+        vm.wait_boot_id_change(before, 600)
+    vm.host_key = None  # the test knows the machine was reformatted: trust the new key
+    vm.wait_ssh(120)
+    assert vm.host_key != old_key
+    assert vm.boot_id() != before
+    assert vm.run(ROOT_UUID).text.strip() != old_uuid
+    assert vm.read_file("/var/lib/marker", missing_ok=True) is None
+    assert vm.read_file("/etc/generation") == b"v2\n"
+    assert vm.run("systemctl is-active hello-v2.service").text.strip() == "active"
+    assert vm.read_file("/etc/machine-id") == machine_id  # from the kernel command line
+
+
+def test_oem_config_wins_over_user_data(vm: Vm, vm_factory_module: VmFactory) -> None:
+    key = vm_factory_module.client_key.public_line
+    oem = canonical_bytes(with_core_key(generation_config("oem"), key))
+    # the bucket object (what the user-data pointer fetches) says v3; /oem/config.ign says oem
+    vm_factory_module.upload("wipe", generation_config("v3"))
+    vm.run(["sudo", "flatcar-reset", "--keep-machine-id", "-F", "-", "--keep-paths", "/etc/ssh/ssh_host_.*"],
+           input=oem)
+    assert json.loads(vm.read_file("/oem/config.ign") or b"{}") == json.loads(oem)
+    vm.reboot()
+    assert vm.read_file("/etc/generation") == b"oem\n"
+    assert vm.run("systemctl is-active hello-oem.service").text.strip() == "active"
+    assert not vm.run("test -e /etc/systemd/system/hello-v2.service", check=False).ok
