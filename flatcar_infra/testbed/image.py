@@ -171,20 +171,19 @@ def _check_tools() -> None:
                         f"apt-get install {pkgs}")
 
 
-def apt_mirror() -> str:
+def apt_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
     """The Debian mirror this host's apt uses (``$FLATCAR_INFRA_MIRROR`` overrides)."""
     env = os.environ.get("FLATCAR_INFRA_MIRROR")
     if env:
         return env
-    for uri in _apt_uris():
+    for uri in _apt_uris(apt_dir):
         if "security" not in uri and "/debian" in uri:
             return uri
     raise UserError("cannot find the Debian mirror apt uses (no 'deb' source for Debian in "
                     "/etc/apt/sources.list*)", "set FLATCAR_INFRA_MIRROR=http://…/debian")
 
 
-def _apt_uris() -> Iterator[str]:
-    apt = Path("/etc/apt")
+def _apt_uris(apt: Path) -> Iterator[str]:
     lists = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]
     for path in lists:
         if path.is_file():

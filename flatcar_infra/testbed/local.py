@@ -288,7 +288,7 @@ def _wait_with_progress(vm: Vm, timeout: float, progress: Progress, t0: float) -
     finally:
         done.set()
         thread.join(1)
-        vm.stop_session()
+        vm.close_ssh()
 
 
 def _boot_stage(console: str) -> str:

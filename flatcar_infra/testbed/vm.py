@@ -336,6 +336,10 @@ class Vm:
                                   f"{self.serial_tail()}") from None
             time.sleep(1.0)
 
+    def close_ssh(self) -> None:
+        """Close the cached SSH session (the VM keeps running)."""
+        self._drop_session()
+
     def _drop_session(self) -> None:
         if self._session is not None and self._loop is not None:
             with contextlib.suppress(Exception):

@@ -299,3 +299,19 @@ def test_messages_say_the_host_state_and_what_to_do() -> None:
     assert "600s" in str(e) and "run again" in (e.advice or "")
     e = messages.verify_failed("h", ["unit x failed"])
     assert "unit x failed" in str(e) and "rebooted into the new config" in str(e)
+
+
+def test_reset_arguments() -> None:
+    from flatcar_infra.reprovision.procedure import keep_regex, reset_argv
+
+    d = desired(policy=Policy(keep_paths=("/var/lib/app/",)))
+    assert reset_argv(d) == ["flatcar-reset", "--keep-machine-id", "-F", "-", "--keep-paths",
+                             "/etc/ssh/ssh_host_.*", "/var/lib/flatcar-infra", "/var/lib/app/"]
+    u = desired(policy=Policy(keep_machine_id=False), delivery="url", config_url="http://h/c.ign")
+    assert reset_argv(u)[:3] == ["flatcar-reset", "-U", "http://h/c.ign"]
+    assert "-F" not in reset_argv(desired(delivery="pointer")) and "-U" not in reset_argv(
+        desired(delivery="pointer"))
+    assert reset_argv(d, preview="keep")[:3] == ["flatcar-reset", "--preview-keep", "--keep-paths"]
+    # like flatcar-reset: a plain path keeps what is below it; a regex ending in * is as written
+    assert keep_regex(("/etc/ssh/ssh_host_.*", "/var/lib/app/")) == \
+        "(/etc/ssh/ssh_host_.*|/var/lib/app/.*|/var/lib/app)"

@@ -1,0 +1,125 @@
+"""``flatcar-infra local up|list|down|image``: Flatcar(-like) machines on this host, no cloud account.
+
+``up`` compiles the config, adds the machine's login key for ``core`` (merged the way Ignition
+merges configs), uploads it to the local bucket server, boots the VM with the never-changing
+pointer config as user-data, waits for SSH and prints one JSON object (name, host, port, user,
+identity_file, host_key, config_url, config_hash). Run twice with the same name, it reuses the
+running VM; a changed config is uploaded and reported (applying it is ``flatcar-infra reprovision``'s
+job). ``--image`` boots a real ``flatcar_production_qemu_image.img`` instead of the stand-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from flatcar_infra import ui
+from flatcar_infra.compiler.api import CompiledConfig, compile_config, compile_file
+from flatcar_infra.errors import UsageError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("local", help="run Flatcar machines locally under QEMU (no cloud account)",
+                              description=__doc__)
+    sub = p.add_subparsers(dest="local_command", metavar="ACTION", required=True)
+
+    up = sub.add_parser("up", help="boot (or reuse) a local machine from a config; prints JSON")
+    up.add_argument("--name", default="flatcar", help="machine name (default: flatcar)")
+    up.add_argument("--config", required=True, metavar="FILE", help="Butane, CLC or Ignition config")
+    up.add_argument("--files-dir", metavar="DIR", help="directory for local files (default: the config's)")
+    up.add_argument("--var", action="append", default=[], metavar="K=V", help="template variable; repeatable")
+    up.add_argument("--image", metavar="PATH",
+                    help="a real flatcar_production_qemu_image.img (default: the built-in stand-in)")
+    up.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for SSH (default 900)")
+    up.set_defaults(func=run_up)
+
+    ls = sub.add_parser("list", help="list local machines (JSON lines)")
+    ls.set_defaults(func=run_list)
+
+    down = sub.add_parser("down", help="stop local machines and remove their disks")
+    who = down.add_mutually_exclusive_group(required=True)
+    who.add_argument("--name", help="the machine to stop")
+    who.add_argument("--all", action="store_true", help="every machine, and the local bucket server")
+    down.set_defaults(func=run_down)
+
+    image = sub.add_parser("image", help="build (or locate) the cached stand-in image; prints its path")
+    image.add_argument("--force", action="store_true", help="rebuild even when cached")
+    image.set_defaults(func=run_image)
+
+
+def _progress(phase: str, message: str) -> None:
+    ui.progress(phase, message)
+
+
+def _variables(items: list[str]) -> dict[str, str] | None:
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--var {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def login_config(compiled: CompiledConfig, public_key: str) -> CompiledConfig:
+    """The user's config plus the machine's login key for ``core``, stamped (the host then holds
+    the delivered config's hash in /etc/flatcar-infra/config-hash)."""
+    from flatcar_infra.testbed.machines import with_core_key
+
+    doc = with_core_key(compiled.ignition, public_key)
+    return compile_config(json.dumps(doc), filename="<local config + login key>", stamp_config=True)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from flatcar_infra.testbed import local
+
+    name = local.check_name(args.name)
+    compiled = compile_file(args.config, files_dir=args.files_dir, variables=_variables(args.var))
+    for warning in compiled.warnings:
+        ui.diagnostics([warning])
+    key = local.machine_key(name)
+    config = login_config(compiled, key.public_line)
+    result = local.up(name, config, image=Path(args.image) if args.image else None,
+                      progress=_progress, timeout=args.timeout)
+    if not result.created:
+        if result.config_changed:
+            ui.info(f"{name} is running; its config changed and was uploaded to {result.machine['config_url']}"
+                    f" — apply it with `flatcar-infra reprovision` (the machine still runs the old one)")
+        else:
+            ui.info(f"{name} is already running with this config")
+    ui.emit(json.dumps(local.public_view(result.machine), sort_keys=True) + "\n")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from flatcar_infra.testbed import local
+
+    for machine in local.list_machines():
+        view = {**local.public_view(machine), "running": machine["running"]}
+        ui.emit(json.dumps(view, sort_keys=True) + "\n")
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    from flatcar_infra.testbed import local
+
+    if args.all:
+        for machine in local.list_machines():
+            local.down(machine["name"], _progress)
+        if local.stop_bucket_server():
+            ui.progress("bucket", "local bucket server stopped")
+        return 0
+    if not local.down(local.check_name(args.name), _progress):
+        ui.info(f"no local machine named {args.name!r}")
+    return 0
+
+
+def run_image(args: argparse.Namespace) -> int:
+    from flatcar_infra.testbed.image import build_image
+
+    ui.emit(f"{build_image(_progress, force=args.force)}\n")
+    return 0
