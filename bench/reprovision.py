@@ -51,7 +51,7 @@ def plain_reboot(vm: Vm) -> float:
             boot = (await s.run(["cat", "/proc/sys/kernel/random/boot_id"])).text.strip()
             t0 = time.monotonic()
             await s.run(["sudo", "-n", "systemd-run", "--no-block", "--collect", "sh", "-c",
-                         "sleep 1; systemctl reboot"], check=True)
+                         "sleep 2; systemctl reboot"], check=True)
         s2, _ = await _wait_new_boot(target, boot, 600, lambda *a: None, t0)
         dt = time.monotonic() - t0
         await s2.close()

@@ -437,3 +437,49 @@ def load_stack_file(path: str | Path) -> StackSpec:
     if not isinstance(config, Mapping):
         raise UserError(f"{p}: config: required (a mapping of {PREFIX}* keys)")
     return parse_stack_config(config, str(p))
+
+
+SSH_PUBLIC_KEY_VARIABLE: Final = "ssh_public_key"
+
+
+def machine_variables(machine: MachineSpec, ssh_public_key: Any) -> dict[str, Any]:
+    """The template variables a machine's config is rendered with: its own ``variables`` plus
+    ``ssh_public_key`` (the key the reprovisioner logs in with), so a config can authorize it for
+    ``core`` (a reset keeps only what the config writes). Empty when the machine has no variables:
+    then its config is not a template. ``ssh_public_key`` may be a Pulumi Output; ``None`` leaves
+    it out (a template that needs it then fails with a clear undefined-variable error)."""
+    if not machine.variables:
+        return {}
+    base: dict[str, Any] = {} if ssh_public_key is None else {SSH_PUBLIC_KEY_VARIABLE: ssh_public_key}
+    return {**base, **machine.variables}
+
+
+def read_ssh_public_key(spec: StackSpec, project_dir: str | Path) -> str | None:
+    """The public key line for ``ssh_public_key``, from the stack's ``ssh`` settings (or, for the
+    ``local`` target, the first machine's VM state); ``None`` when only an encrypted key is given."""
+    import asyncssh
+
+    ssh = spec.ssh
+    try:
+        if isinstance(ssh.get("public_key"), str):
+            return str(ssh["public_key"]).strip()
+        if "public_key_file" in ssh:
+            return resolve_path(project_dir, str(ssh["public_key_file"])).read_text(encoding="utf-8").strip()
+        private: str | None = None
+        if isinstance(ssh.get("private_key"), str):
+            private = str(ssh["private_key"])
+        elif "private_key_file" in ssh:
+            private = resolve_path(project_dir, str(ssh["private_key_file"])).read_text(encoding="utf-8")
+        elif spec.target == "local" and spec.machines:
+            from flatcar_infra.testbed.local import load_machine
+
+            first = spec.machines[0]
+            vm = load_machine(str(spec.machine_options(first).get("local_name") or first.name))
+            private = Path(str(vm["identity_file"])).read_text(encoding="utf-8")
+        if private is None:
+            return None
+        return asyncssh.import_private_key(private).export_public_key("openssh").decode().strip()
+    except OSError as exc:
+        raise UserError(f"{spec.source}: {PREFIX}ssh: cannot read the SSH key: {exc}") from None
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise UserError(f"{spec.source}: {PREFIX}ssh: not a usable SSH key: {exc}") from None

@@ -87,8 +87,9 @@ def run_up(args: argparse.Namespace) -> int:
                       progress=_progress, timeout=args.timeout)
     if not result.created:
         if result.config_changed:
-            ui.info(f"{name} is running; its config changed and was uploaded to {result.machine['config_url']}"
-                    f" — apply it with `flatcar-infra reprovision` (the machine still runs the old one)")
+            ui.info(f"{name} is running; its config changed and was uploaded to "
+                    f"{result.machine['config_url']} — apply it with `flatcar-infra reprovision` "
+                    "(the machine still runs the old one)")
         else:
             ui.info(f"{name} is already running with this config")
     ui.emit(json.dumps(local.public_view(result.machine), sort_keys=True) + "\n")

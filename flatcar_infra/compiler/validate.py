@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,7 +98,8 @@ def json_path(parts: Any) -> str:
 def _schema_problem(err: ValidationError) -> Iterator[tuple[Severity, str, str]]:
     path = json_path(err.absolute_path)
     if err.validator == "additionalProperties":
-        allowed = set(err.schema.get("properties", {}))
+        schema = err.schema if isinstance(err.schema, Mapping) else {}
+        allowed = set(schema.get("properties", {}))
         instance = err.instance if isinstance(err.instance, dict) else {}
         for key in sorted(k for k in instance if k not in allowed):
             yield Severity.WARNING, f"{path}.{key}", f"unknown key {key!r}"
@@ -108,7 +109,7 @@ def _schema_problem(err: ValidationError) -> Iterator[tuple[Severity, str, str]]
         return
     if err.validator == "type":
         expected = err.validator_value
-        names = [t for t in (expected if isinstance(expected, list) else [expected]) if t != "null"]
+        names = [str(t) for t in (expected if isinstance(expected, list) else [expected]) if t != "null"]
         yield Severity.ERROR, path, f"expected {' or '.join(names)}, found {_json_type(err.instance)}"
         return
     yield Severity.ERROR, path, err.message

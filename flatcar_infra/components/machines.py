@@ -25,6 +25,7 @@ from flatcar_infra.components.args import (
     ExistingMachineArgs,
     Hooks,
     MachineCommon,
+    SshAccess,
 )
 from flatcar_infra.components.hookrun import ENV_PREFIX
 from flatcar_infra.components.hosting import AwsConfigBucket, AwsConfigHosting, DigitalOceanConfigHosting
@@ -48,11 +49,11 @@ def public_key_of(private_key: str) -> str:
     return key.export_public_key("openssh").decode().strip()
 
 
-def _public_key(args: MachineCommon) -> pulumi.Output[str]:
-    if args.ssh.public_key is not None:
-        return pulumi.Output.from_input(args.ssh.public_key)
-    # A public key is not secret, although it is derived from one.
-    return pulumi.Output.unsecret(pulumi.Output.from_input(args.ssh.private_key).apply(public_key_of))
+def ssh_public_key(ssh: SshAccess) -> pulumi.Output[str]:
+    """``ssh.public_key``, else derived from the private key (not secret: a public key is not one)."""
+    if ssh.public_key is not None:
+        return pulumi.Output.from_input(ssh.public_key)
+    return pulumi.Output.unsecret(pulumi.Output.from_input(ssh.private_key).apply(public_key_of))
 
 
 class FlatcarMachine(pulumi.ComponentResource):
@@ -137,6 +138,9 @@ class FlatcarMachine(pulumi.ComponentResource):
             f"{ENV_PREFIX}HOST_KEY": host_key,
             f"{ENV_PREFIX}PRIVATE_KEY": pulumi.Output.secret(args.ssh.private_key),
             f"{ENV_PREFIX}COMMAND": cmd,
+            # An input, not a trigger: pulumi-command replaces (reruns ``create``) on a trigger
+            # change but runs ``update`` when another input changes.
+            f"{ENV_PREFIX}CONFIG_HASH": trigger,
         }
         run = f"{sys.executable} -m flatcar_infra.components.hookrun"
         return command.local.Command(
@@ -145,7 +149,6 @@ class FlatcarMachine(pulumi.ComponentResource):
             create=run if when == "after" else None,
             update=run,
             environment=env,
-            triggers=[trigger],
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
 
@@ -302,7 +305,9 @@ class AwsMachine(FlatcarMachine):
         if args.key_name is not None:
             key_name = args.key_name
         else:
-            key_name = aws.ec2.KeyPair(f"{name}-key", public_key=_public_key(args), opts=child).key_name
+            key_name = aws.ec2.KeyPair(
+                f"{name}-key", public_key=ssh_public_key(args.ssh), opts=child
+            ).key_name
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             description=f"flatcar-infra {name}: SSH from the operator networks",

@@ -33,15 +33,17 @@ from flatcar_infra.components.machines import (
     ExistingMachine,
     FlatcarDigitalOceanImage,
     FlatcarMachine,
-    public_key_of,
+    ssh_public_key,
 )
 from flatcar_infra.errors import UserError
 from flatcar_infra.reprovision.policy import Policy
 from flatcar_infra.stackconfig import (
     _TOP_KEYS,
     PREFIX,
+    SSH_PUBLIC_KEY_VARIABLE,
     MachineSpec,
     StackSpec,
+    machine_variables,
     parse_stack_config,
     resolve_path,
 )
@@ -116,11 +118,10 @@ def _config_of(m: MachineSpec, inp: StackInput, project_dir: Path, ssh: SshAcces
     ``ssh_public_key`` (the key the reprovisioner logs in with), so a config can authorize it
     for ``core``: after a reset only what the config writes is left of ``/home``."""
     variables: dict[str, pulumi.Input[str]] = {}
-    if m.variables:
-        variables["ssh_public_key"] = _public_key_of(ssh)
-    for k, v in m.variables.items():
+    for k, v in machine_variables(m, ssh_public_key(ssh)).items():
         # A secret `machines` key is decrypted as a whole: treat its variables as secrets.
-        variables[k] = pulumi.Output.secret(str(v)) if "machines" in inp.secret_keys else str(v)
+        secret = "machines" in inp.secret_keys and k != SSH_PUBLIC_KEY_VARIABLE
+        variables[k] = pulumi.Output.secret(str(v)) if secret else v
     return flatcar_config(
         resolve_path(project_dir, m.config),
         variables=variables or None,
@@ -128,13 +129,6 @@ def _config_of(m: MachineSpec, inp: StackInput, project_dir: Path, ssh: SshAcces
         snippets=[resolve_path(project_dir, s) for s in m.snippets],
         platform=m.platform,
     )
-
-
-def _public_key_of(ssh: SshAccess) -> pulumi.Output[str]:
-    if ssh.public_key is not None:
-        return pulumi.Output.from_input(ssh.public_key)
-    # Derived from a secret, but a public key is not one.
-    return pulumi.Output.unsecret(pulumi.Output.from_input(ssh.private_key).apply(public_key_of))
 
 
 def build(inp: StackInput, project_dir: str | Path) -> dict[str, FlatcarMachine]:
@@ -193,7 +187,7 @@ def _digitalocean(inp: StackInput, base: Path, policy: Policy) -> dict[str, Flat
     if not any("ssh_keys" in spec.machine_options(m) for m in spec.machines):
         # One account key for the stack (DigitalOcean refuses the same key twice in an account).
         key = digitalocean.SshKey(
-            "ssh-key", name=f"flatcar-infra-{pulumi.get_stack()}", public_key=_public_key_of(ssh)
+            "ssh-key", name=f"flatcar-infra-{pulumi.get_stack()}", public_key=ssh_public_key(ssh)
         )
         stack_keys = [key.fingerprint]
     images: dict[str, FlatcarDigitalOceanImage] = {}
@@ -251,7 +245,7 @@ def _aws(inp: StackInput, base: Path, policy: Policy) -> dict[str, FlatcarMachin
         if "bucket" in defaults
         else AwsConfigBucket("configs", opts=provider_opts).bucket
     )
-    key_name = aws.ec2.KeyPair("ssh-key", public_key=_public_key_of(ssh), opts=provider_opts).key_name
+    key_name = aws.ec2.KeyPair("ssh-key", public_key=ssh_public_key(ssh), opts=provider_opts).key_name
     out: dict[str, FlatcarMachine] = {}
     for m in spec.machines:
         o = spec.machine_options(m)

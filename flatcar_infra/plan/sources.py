@@ -25,7 +25,15 @@ from flatcar_infra.plan.diff import SECRET_MARKER, SecretRules
 from flatcar_infra.plan.effect import Notice
 from flatcar_infra.plan.model import MachinePlan, Plan, plan_machine
 from flatcar_infra.reprovision.policy import Policy
-from flatcar_infra.stackconfig import MachineSpec, SecureValue, StackSpec, load_stack_file, resolve_path
+from flatcar_infra.stackconfig import (
+    MachineSpec,
+    SecureValue,
+    StackSpec,
+    load_stack_file,
+    machine_variables,
+    read_ssh_public_key,
+    resolve_path,
+)
 
 GIT_PREFIX = "git:"
 STACK_GLOB = "Pulumi.*.yaml"
@@ -268,13 +276,29 @@ def _relabel(exc: UserError, tree: _Tree) -> UserError:
     return UserError(exc.message.replace(prefix, repl), exc.advice)
 
 
-def _variables(spec: MachineSpec) -> dict[str, str] | None:
-    if not spec.variables:
+# Stands in for the reprovisioner's login key when this machine cannot read it (an encrypted key,
+# or a local VM that is not running): both sides of a plan get the same value, so it never shows
+# as a change, but the config hash then differs from the one Pulumi computes.
+SSH_KEY_PLACEHOLDER = "ssh-ed25519 (the reprovisioner's login key)"
+
+
+def _ssh_public_key(spec: StackSpec, project_dir: Path) -> str:
+    """The ``ssh_public_key`` template variable, as the stack program passes it."""
+    try:
+        return read_ssh_public_key(spec, project_dir) or SSH_KEY_PLACEHOLDER
+    except (UserError, KeyError):
+        return SSH_KEY_PLACEHOLDER
+
+
+def _variables(spec: MachineSpec, ssh_public_key: str) -> dict[str, str] | None:
+    """The same variables the stack program renders with (``machine_variables``), secrets masked."""
+    variables = machine_variables(spec, ssh_public_key)
+    if not variables:
         return None
-    return {k: f"{SECRET_MARKER}{k}" if isinstance(v, SecureValue) else v for k, v in spec.variables.items()}
+    return {k: f"{SECRET_MARKER}{k}" if isinstance(v, SecureValue) else v for k, v in variables.items()}
 
 
-def _compile_machine(tree: _Tree, spec: MachineSpec) -> CompiledConfig:
+def _compile_machine(tree: _Tree, spec: MachineSpec, ssh_public_key: str) -> CompiledConfig:
     config = resolve_path(tree.root, spec.config)
     label = _display(tree, config)
     text = _read_text(config, label)
@@ -284,7 +308,7 @@ def _compile_machine(tree: _Tree, spec: MachineSpec) -> CompiledConfig:
         sp = resolve_path(tree.root, s)
         snippets.append((_display(tree, sp), _read_text(sp, _display(tree, sp))))
     try:
-        return _compile(text, label, files_dir, _variables(spec), snippets, spec.platform)
+        return _compile(text, label, files_dir, _variables(spec, ssh_public_key), snippets, spec.platform)
     except UserError as exc:
         raise _relabel(exc, tree) from None
 
@@ -361,12 +385,14 @@ def plan_stacks(
             spec_for_policy = new_spec or old_spec
             assert spec_for_policy is not None
             policy = Policy.from_dict(spec_for_policy.policy)
+            key_tree = new_tree if new_spec is not None or old_tree is None else old_tree
+            ssh_key = _ssh_public_key(spec_for_policy, key_tree.root)
             old_m = {m.name: m for m in old_spec.machines} if old_spec else {}
             new_m = {m.name: m for m in new_spec.machines} if new_spec else {}
             for mname in sorted(set(old_m) | set(new_m), key=_machine_order(old_m, new_m)):
                 o, n = old_m.get(mname), new_m.get(mname)
-                a = _compile_machine(old_tree, o) if o is not None and old_tree is not None else None
-                b = _compile_machine(new_tree, n) if n is not None else None
+                a = _compile_machine(old_tree, o, ssh_key) if o is not None and old_tree is not None else None
+                b = _compile_machine(new_tree, n, ssh_key) if n is not None else None
                 machines.append(
                     plan_machine(
                         mname,

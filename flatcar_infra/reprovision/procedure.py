@@ -448,10 +448,10 @@ async def ensure(target: SshTarget, d: Desired, *, report: Report = _noop, first
             try:
                 await s.run(as_root(s, ["systemd-run", "--no-block", "--collect", "--unit",
                                         f"flatcar-infra-reboot-{me.token[:8]}", "sh", "-c",
-                                        "sleep 1; systemctl reboot"]), timeout=30, check=True)
+                                        "sleep 2; systemctl reboot"]), timeout=30, check=True)
             except SshError as exc:
                 # ambiguous: the reboot may already be under way (a slow host answers after the
-                # 1 s delay), or the command never arrived. Find out by waiting.
+                # 2 s delay), or the command never arrived. Find out by waiting.
                 issued = False
                 report("reboot", f"connection lost while issuing the reboot ({exc.message}); "
                        "waiting to see whether it happens", time.monotonic() - t0)

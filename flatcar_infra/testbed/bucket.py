@@ -18,7 +18,7 @@ from flatcar_infra.canonical import canonical_bytes
 GUEST_BUCKET_HOST = "10.0.2.100"
 DEFAULT_BUCKET = "flatcar-infra-configs"
 # moto accepts any credentials; these fixed ones keep the host's real AWS credentials out of it.
-_CREDENTIALS = {"aws_access_key_id": "flatcar-infra-local", "aws_secret_access_key": "flatcar-infra-local"}
+_ACCESS_KEY = "flatcar-infra-local"
 
 
 def free_port() -> int:
@@ -97,7 +97,7 @@ class LocalBucket:
         import boto3
 
         return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
-                            **_CREDENTIALS)
+                            aws_access_key_id=_ACCESS_KEY, aws_secret_access_key=_ACCESS_KEY)
 
     def _ensure_bucket(self) -> None:
         client = self.client()

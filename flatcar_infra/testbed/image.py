@@ -10,7 +10,7 @@ The image is keyed by a hash of everything that determines it (package list, sui
 ``testbed/files``, the layout, ``BUILDER_VERSION``), built without loop devices (``mkfs -d``,
 mtools, ``sfdisk`` on a file) and stored in the cache dir; each VM boots a qcow2 overlay of it.
 
-CLI: ``python -m flatcar_infra.testbed.image build|path|key``.
+CLI: ``python -m flatcar_infra.testbed.image build|path|key|prune``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ KERNEL_PACKAGE = "linux-image-amd64"
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "udev", "kmod", "openssh-server", "sudo",
     "dracut", "dracut-network", "curl", "ignition", "e2fsprogs", "dosfstools", "gdisk",
-    "fdisk", "util-linux", "iproute2", "procps", "less",
+    "fdisk", "util-linux", "iproute2", "procps", "less", "zstd",
 )  # fmt: skip
 IMAGE_NAME = "flatcar-standin.qcow2"
 FILES_DIR = Path(__file__).parent / "files"
@@ -51,8 +51,8 @@ HOST_TOOLS = {
     "mcopy": "mtools", "sfdisk": "fdisk", "qemu-img": "qemu-utils", "grub-mkimage": "grub-common",
 }  # fmt: skip
 GRUB_I386_DIR = Path("/usr/lib/grub/i386-pc")
-GRUB_MODULES = ("biosdisk part_gpt fat ext2 search search_label search_fs_file test linux normal "
-                "serial terminal echo configfile gzio boot").split()
+GRUB_MODULES = ["biosdisk", "part_gpt", "fat", "ext2", "search", "search_label", "search_fs_file", "test",
+                "linux", "normal", "serial", "terminal", "echo", "configfile", "gzio", "boot"]
 
 Progress = Callable[[str, str], None]
 
@@ -408,6 +408,33 @@ def install_bios_grub(raw: Path, core: Path, core_lba: int) -> None:
         fh.write(image)
 
 
+def prune(keep: str | None = None) -> list[Path]:
+    """Remove cached images other than ``keep`` (default: the current key) that no process has
+    open (a running VM holds its base image open through its overlay). Returns what was removed."""
+    keep = keep or image_key()
+    root = cache_dir() / "images"
+    in_use = _open_files()
+    removed = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        if entry.name == keep or not entry.is_dir():
+            continue
+        if any(str(p.resolve()) in in_use for p in entry.glob("*.qcow2")):
+            continue
+        shutil.rmtree(entry)
+        removed.append(entry)
+    return removed
+
+
+def _open_files() -> set[str]:
+    found: set[str] = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    found.add(os.readlink(fd))
+    return found
+
+
 def _print_progress(phase: str, message: str) -> None:
     from flatcar_infra import ui
 
@@ -422,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--force", action="store_true", help="rebuild even when cached")
     sub.add_parser("path", help="print the cached image's path (exit 1 when not built)")
     sub.add_parser("key", help="print the cache key of the current builder inputs")
+    sub.add_parser("prune", help="remove cached images of other builder inputs that no VM uses")
     args = parser.parse_args(argv)
     from flatcar_infra import ui
 
@@ -434,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
                 ui.error(f"no image built for key {image_key()} in {cache_dir()}")
                 return 1
             ui.emit(f"{found}\n")
+        elif args.cmd == "prune":
+            for path in prune():
+                ui.info(f"removed {path}")
         else:
             ui.emit(f"{image_key()}\n")
     except UserError as exc:

@@ -30,7 +30,14 @@ from typing import Any
 from flatcar_infra.compiler.api import CompiledConfig
 from flatcar_infra.errors import UserError
 from flatcar_infra.testbed.bucket import DEFAULT_BUCKET, LocalBucket, free_port, pointer_config
-from flatcar_infra.testbed.vm import FLATCAR_FW_CFG, STANDIN_FW_CFG, ClientKey, Vm, VmSpec, generate_client_key
+from flatcar_infra.testbed.vm import (
+    FLATCAR_FW_CFG,
+    STANDIN_FW_CFG,
+    ClientKey,
+    Vm,
+    VmSpec,
+    generate_client_key,
+)
 
 Progress = Callable[[str, str], None]
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -233,13 +240,17 @@ def up(name: str, config: CompiledConfig, *, image: Path | None, progress: Progr
         if not image.is_file():
             raise UserError(f"image not found: {image}")
         base, fw_cfg = image, FLATCAR_FW_CFG
+    # a real Flatcar image wants 2 GiB (its initramfs is unpacked into RAM)
     vm = Vm.create(name, image=base, workdir=workdir, user_data=pointer_config(url), client_key=key,
-                   bucket_port=server.port, fw_cfg_name=fw_cfg)
+                   bucket_port=server.port, fw_cfg_name=fw_cfg, memory_mib=1024 if image is None else 2048)
     # sockets of a daemonized VM live with its state, not in a temp dir
     run_dir = workdir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(vm.spec.qmp_socket.parent, ignore_errors=True)
     spec = VmSpec(**{**vm.spec.__dict__, "qmp_socket": run_dir / "qmp.sock", "pidfile": run_dir / "qemu.pid"})
+    if len(str(spec.qmp_socket)) > 100:
+        raise UserError(f"state directory path too long for a Unix socket: {run_dir}",
+                        "set FLATCAR_INFRA_HOME to a shorter directory")
     vm = Vm(spec=spec, client_key=key)
     state = {
         "name": name, "host": "127.0.0.1", "port": spec.ssh_port, "user": "core",
@@ -293,7 +304,8 @@ def _wait_with_progress(vm: Vm, timeout: float, progress: Progress, t0: float) -
 
 def _boot_stage(console: str) -> str:
     stages = [("login:", "login prompt"), ("Reached target", "starting services"),
-              ("Ignition (files)", "Ignition writing files"), ("Ignition (fetch)", "Ignition fetching the config"),
+              ("Ignition (files)", "Ignition writing files"),
+              ("Ignition (fetch)", "Ignition fetching the config"),
               ("Linux version", "kernel booting"), ("GRUB", "boot loader")]
     for marker, label in stages:
         if marker in console:

@@ -12,7 +12,8 @@ import asyncssh
 # hypothesis plugin imports its package in the terminal summary.
 import hypothesis  # noqa: F401
 import pytest
-from mockgraph import BUTANE
+
+from tests.components.mockgraph import BUTANE
 
 with warnings.catch_warnings():  # the provider SDK warns about deprecated resources on import
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -7,12 +7,12 @@ from typing import Any
 
 import pulumi
 import pytest
-from mockgraph import BUTANE, ignition_text, run_program
 
 from flatcar_infra import compile_config
 from flatcar_infra.compiler import STAMP_PATH
 from flatcar_infra.components import flatcar_config
 from flatcar_infra.manifest import build_manifest
+from tests.components.mockgraph import BUTANE, ignition_text, run_program
 
 
 def resolve(program: Any) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from mockgraph import REPROVISION_TYPE, Graph, run_program
 
 from flatcar_infra.compiler import compile_file
 from flatcar_infra.compiler.dataurl import decode_data_url
+from tests.components.mockgraph import REPROVISION_TYPE, Graph, run_program
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMES = ["digitalocean-web", "aws-fleet", "bare-metal"]

@@ -8,7 +8,6 @@ from typing import Any
 
 import pulumi
 import pytest
-from mockgraph import REPROVISION_TYPE, Graph, ignition_text, run_program
 
 from flatcar_infra.components import (
     AwsMachine,
@@ -25,6 +24,7 @@ from flatcar_infra.components import (
     flatcar_config,
 )
 from flatcar_infra.components.hosting import POINTER_VERSION
+from tests.components.mockgraph import REPROVISION_TYPE, Graph, ignition_text, run_program
 
 AWS_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2"
 DO_OBJECT = "digitalocean:index/spacesBucketObject:SpacesBucketObject"
@@ -334,6 +334,10 @@ def test_after_hook_runs_through_pulumi_command_with_the_pinned_key_as_a_secret(
     env = hook.plain("environment")
     assert env["FLATCAR_INFRA_HOOK_COMMAND"] == "systemctl is-active app"
     assert env["FLATCAR_INFRA_HOOK_HOST_KEY"] == rep.outputs["host_key"]
+    assert env["FLATCAR_INFRA_HOOK_CONFIG_HASH"] == rep.outputs["applied_hash"], (
+        "reruns when a change is applied"
+    )
+    assert not hook.plain("triggers"), "a trigger would replace the command instead of running update"
     assert hook.is_secret("environment"), "the private key is in the environment"
     assert "-m flatcar_infra.components.hookrun" in hook.plain("create")
 
@@ -347,6 +351,9 @@ def test_before_hook_needs_a_pinned_host_key(ssh_key: dict[str, str]) -> None:
     before = g.one("command:local:Command")
     assert g.depends_on(g.one(REPROVISION_TYPE), before)
     assert before.plain("create") is None and "hookrun" in before.plain("update")
+    assert before.plain("environment")["FLATCAR_INFRA_HOOK_CONFIG_HASH"] == g.one(REPROVISION_TYPE).plain(
+        "config_hash"
+    )
 
 
 def test_aws_secret_variables_make_the_object_and_the_reprovision_config_secret(

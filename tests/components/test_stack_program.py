@@ -10,7 +10,8 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from mockgraph import REPROVISION_TYPE, Graph, run_program
+
+from tests.components.mockgraph import REPROVISION_TYPE, Graph, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,3 +162,41 @@ def test_invalid_stack_config_is_a_clear_error_naming_the_key(
 def test_config_values_arrive_as_json_strings_like_the_cli_sends_them() -> None:
     # Guard for the helper above: the SDK reads structured config as JSON text.
     assert json.loads(json.dumps(stack_config("aws")["flatcar-infra:machines"]))[0]["name"] == "web1"
+
+
+def test_local_stack_reads_the_vm_state_and_delivers_over_ssh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ssh_key: dict[str, str]
+) -> None:
+    from flatcar_infra.testbed import local
+
+    monkeypatch.setenv("FLATCAR_INFRA_HOME", str(tmp_path))
+    # the fields `flatcar-infra local up` records (load_machine's contract), for a VM on port 2230
+    state = {
+        "name": "dev",
+        "host": "127.0.0.1",
+        "port": 2230,
+        "user": "core",
+        "identity_file": ssh_key["file"],
+        "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1",
+        "config_url": "http://127.0.0.1:1/x",
+        "config_hash": "sha512-" + "0" * 128,
+    }
+    local.state_path("dev").parent.mkdir(parents=True)
+    local.state_path("dev").write_text(json.dumps(state))
+    g = run_stack("local", stack_config("local"))
+    machine = g.one("flatcar-infra:existing:Machine")
+    rep = g.one(REPROVISION_TYPE)
+    assert g.parent_of(rep) is machine and machine.name == "dev"
+    assert (rep.plain("host"), rep.plain("port"), rep.plain("user")) == ("127.0.0.1", 2230, "core")
+    assert rep.plain("host_key") == state["host_key"] and rep.plain("delivery") == "file"
+    assert rep.plain("private_key") == ssh_key["private"] and rep.is_secret("private_key")
+    assert ssh_key["public"] in rep.plain("config"), "the VM's key is authorized in the config"
+    assert rep.plain("policy")["keep_paths"] == ["/var/lib/app"]
+
+
+def test_local_stack_without_the_vm_says_how_to_start_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLATCAR_INFRA_HOME", str(tmp_path))
+    with pytest.raises(pulumi.RunError, match=r"(?s)no local machine named 'dev'.*flatcar-infra local up"):
+        run_stack("local", stack_config("local"))

@@ -177,3 +177,36 @@ def test_stack_file_errors(tmp_path: Path) -> None:
     bad.write_text("encryptionsalt: x\n")
     with pytest.raises(UserError, match="config: required"):
         load_stack_file(bad)
+
+
+def test_machine_variables_add_the_ssh_public_key_only_to_templates(tmp_path: Path) -> None:
+    import asyncssh
+
+    from flatcar_infra.stackconfig import machine_variables, read_ssh_public_key
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    (tmp_path / "id").write_bytes(key.export_private_key())
+    public = key.export_public_key().decode().strip()
+    spec = parse_stack_config(
+        aws(
+            **{
+                "flatcar-infra:ssh": {"private_key_file": "id"},
+                "flatcar-infra:machines": [
+                    {"name": "a", "config": "c", "variables": {"x": "1"}},
+                    {"name": "b", "config": "c"},
+                ],
+            }
+        ),
+        SRC,
+    )
+    assert read_ssh_public_key(spec, tmp_path) == public
+    assert machine_variables(spec.machine("a"), public) == {"ssh_public_key": public, "x": "1"}
+    assert machine_variables(spec.machine("b"), public) == {}, "no variables: not a template"
+    (tmp_path / "id.pub").write_text(public + "\n")
+    with_pub = parse_stack_config(
+        aws(**{"flatcar-infra:ssh": {"private_key_file": "id", "public_key_file": "id.pub"}}), SRC
+    )
+    assert read_ssh_public_key(with_pub, tmp_path) == public
+    missing = parse_stack_config(aws(**{"flatcar-infra:ssh": {"private_key_file": "nope"}}), SRC)
+    with pytest.raises(UserError, match="cannot read the SSH key"):
+        read_ssh_public_key(missing, tmp_path)

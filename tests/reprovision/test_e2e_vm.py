@@ -210,16 +210,17 @@ def test_ssh_cut_before_reboot_and_while_waiting_then_rerun_converges(world: Wor
     assert world.state is not None and world.state.outputs["applied_hash"] == world.facts["v2"].hash
 
     # rerun: the staged reset is cancelled and staged again; the link dies while it waits
-    world.engine.when("waiting for the new boot", action=vm.link_down)
+    world.engine.when("reboot", "waiting for the new boot (", action=vm.link_down)
     with pytest.raises(grpc.RpcError) as exc:
         world.up(c3, policy={"reboot_timeout": 45})
     vm.link_up()
     assert "did not come back" in (exc.value.details() or "")  # type: ignore[attr-defined]
-    vm.wait_ssh()
+    vm.wait_boot_id_change(boot, 600)  # the reboot was issued before the cut: let it finish
 
     step = world.up(c3, policy={"reboot_timeout": 600})
     outs = step.state.outputs
     assert outs["applied_hash"] == c3.hash
+    vm.wait_ssh()
     assert vm.boot_id() != boot and vm.read_file("/var/lib/app/data.bin") == DATA
     world.facts["v3"] = c3
 
@@ -229,14 +230,15 @@ def test_host_never_returns_then_recovers(world: World) -> None:
     c4 = config(world.vm_key, "v4", {"/etc/app.conf": "v4\n"})
     old_state = world.state
     assert old_state is not None
-    world.engine.when("waiting for the new boot", action=vm.pause)
+    world.engine.when("reboot", "waiting for the new boot (", action=vm.pause)
     with pytest.raises(grpc.RpcError) as exc:
         world.up(c4, policy={"reboot_timeout": 40})
     msg = exc.value.details() or ""  # type: ignore[attr-defined]
-    assert "did not come back with a new boot within 40s" in msg and "host state:" in msg
+    # (if the reboot command's answer was lost too, the message says the reboot is unknown)
+    assert "did not come back" in msg and "40s" in msg and "host state:" in msg
     assert world.state is old_state and old_state.outputs["applied_hash"] == world.facts["v3"].hash
     vm.resume()
-    vm.wait_ssh()
+    vm.wait_boot_id_change(old_state.outputs["boot_id"], 600)  # the reboot it was told to do
     step = world.up(c4)
     assert step.state.outputs["applied_hash"] == c4.hash
     refreshed = world.engine.refresh(step.state)
@@ -247,6 +249,7 @@ def test_back_to_the_pointer_delivery(world: World, vm_factory_module: VmFactory
     """Remove the file delivery's /oem/config.ign; upload the next config to the hosted object the
     user-data pointer names; reprovision with pointer delivery (no -F, no -U)."""
     vm = world.vm
+    vm.wait_ssh()
     vm.sudo("rm -f /oem/config.ign")
     c5 = config(world.vm_key, "v5", {"/etc/app.conf": "v5\n"})
     stale = world.inputs(c5, delivery="pointer",
@@ -261,6 +264,7 @@ def test_back_to_the_pointer_delivery(world: World, vm_factory_module: VmFactory
     url = vm_factory_module.upload("reprovision", c5.canonical, add_key=False)
     step = world.up(c5, delivery="pointer", config_url=url)
     assert step.state.outputs["applied_hash"] == c5.hash and step.state.outputs["rebooted"] is True
+    vm.wait_ssh()
     assert vm.read_file("/oem/config.ign", missing_ok=True) is None
     assert vm.read_file("/etc/app.conf") == b"v5\n" and vm.read_file("/var/lib/app/data.bin") == DATA
 
@@ -276,6 +280,7 @@ def test_cli_dry_run_shows_the_diff_and_the_previews(world: World, tmp_path: Any
     doc["passwd"] = {"users": [{"name": "core", "sshAuthorizedKeys": [world.vm_key]}]}
     cfg = tmp_path / "v6.ign"
     cfg.write_text(json.dumps(doc))
+    vm.wait_ssh()
     boot = vm.boot_id()
     code = cli_main.main(["reprovision", "--host", "127.0.0.1", "--port", str(vm.spec.ssh_port),
                           "--identity", str(vm.client_key.private_path), "--host-key", str(vm.host_key),

@@ -72,6 +72,7 @@ def test_first_boot_applies_v1_from_the_bucket(host: Host) -> None:
     assert not vm.run("sudo test -e /boot/flatcar/first_boot", check=False).ok
     assert not vm.run("sudo touch /usr/x", check=False).ok  # /usr is read-only
     assert vm.run("sudo -n true").ok  # passwordless sudo for core
+    assert vm.run("systemctl --failed --no-legend --plain").text.strip() == ""
     host.facts.update(
         host_keys=host_key_bytes(vm),
         machine_id=vm.read_file("/etc/machine-id"),
@@ -84,8 +85,9 @@ def test_first_boot_applies_v1_from_the_bucket(host: Host) -> None:
 def test_preview_and_stop_stage_nothing(host: Host) -> None:
     vm = host.vm
     vm.run("sudo mkdir -p /var/lib/keep/sub && echo precious | sudo tee /var/lib/keep/sub/data >/dev/null")
-    keep = vm.run("sudo flatcar-reset --preview-keep --keep-paths '/etc/ssh/ssh_host_.*' /var/lib/keep").text
-    delete = vm.run("sudo flatcar-reset --preview-delete --keep-paths '/etc/ssh/ssh_host_.*' /var/lib/keep").text
+    paths = "--keep-paths '/etc/ssh/ssh_host_.*' /var/lib/keep"
+    keep = vm.run(f"sudo flatcar-reset --preview-keep {paths}").text
+    delete = vm.run(f"sudo flatcar-reset --preview-delete {paths}").text
     assert "/var/lib/keep/sub/data" in keep.splitlines()
     assert "/etc/ssh/ssh_host_ed25519_key" in keep.splitlines()
     assert "/etc/v1-only" in delete.splitlines() and "/etc/v1-only" not in keep.splitlines()
@@ -124,6 +126,7 @@ def test_reset_applies_v2_and_keeps_chosen_state(host: Host) -> None:
     assert host_key_bytes(vm) == facts["host_keys"]
     assert vm.read_file("/etc/machine-id") == facts["machine_id"]
     assert not vm.run("sudo test -e /selective-os-reset -o -e /boot/flatcar/first_boot", check=False).ok
+    assert vm.run("systemctl --failed --no-legend --plain").text.strip() == ""
     facts["boot_id"] = new_boot
 
 

@@ -1,8 +1,9 @@
 """Reformatting ROOT on the flagged boot, and Flatcar's config-source precedence.
 
-One VM, three boots: v1 through the pointer → v2 with ``wipeFilesystem: true`` for ROOT (a new
+One VM, four boots: v1 through the pointer → v2 with ``wipeFilesystem: true`` for ROOT (a new
 filesystem; the host keys are lost with it, which the pinned client must notice) → a config in
-``/oem/config.ign`` that wins over the user-data pointer.
+``/oem/config.ign`` that wins over the user-data pointer → a config URL set with ``-U``
+(``ignition.config.url`` in /oem/grub.cfg), which replaces both.
 """
 
 from __future__ import annotations
@@ -63,3 +64,15 @@ def test_oem_config_wins_over_user_data(vm: Vm, vm_factory_module: VmFactory) ->
     assert vm.read_file("/etc/generation") == b"oem\n"
     assert vm.run("systemctl is-active hello-oem.service").text.strip() == "active"
     assert not vm.run("test -e /etc/systemd/system/hello-v2.service", check=False).ok
+
+
+def test_config_url_wins_over_oem_config_and_user_data(vm: Vm, vm_factory_module: VmFactory) -> None:
+    key = vm_factory_module.client_key.public_line
+    url = vm_factory_module.bucket.put("wipe/by-url.ign",
+                                       canonical_bytes(with_core_key(generation_config("url"), key)))
+    vm.run(["sudo", "flatcar-reset", "--keep-machine-id", "-U", url, "--keep-paths", "/etc/ssh/ssh_host_.*"])
+    assert vm.read_file("/oem/config.ign", missing_ok=True) is None  # -U replaces an -F config
+    vm.reboot()
+    assert f"ignition.config.url={url}" in vm.run("cat /proc/cmdline").text
+    assert vm.read_file("/etc/generation") == b"url\n"
+    assert vm.run("systemctl is-active hello-url.service").text.strip() == "active"
