@@ -323,10 +323,12 @@ class Vm:
         while True:
             self._check_alive()
             try:
+                # Probe with a short key exchange first: while the guest boots, QEMU accepts the TCP
+                # connection and nothing answers, so a long login timeout would be waited out in full.
+                seen = self._runner().run(fetch_host_key("127.0.0.1", self.spec.ssh_port, timeout=8), 20)
                 if self.host_key is None:
-                    self.host_key = self._runner().run(
-                        fetch_host_key("127.0.0.1", self.spec.ssh_port, timeout=15), 30)
-                self._session = self._runner().run(connect(self.target), 60)
+                    self.host_key = seen  # trust on first use; pinned from now on
+                self._session = self._runner().run(connect(self.target), 60)  # verifies the pinned key
                 return self.host_key
             except HostKeyMismatch:
                 raise

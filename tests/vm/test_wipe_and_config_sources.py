@@ -66,7 +66,7 @@ def test_oem_config_wins_over_user_data(vm: Vm, vm_factory_module: VmFactory) ->
     assert not vm.run("test -e /etc/systemd/system/hello-v2.service", check=False).ok
 
 
-def test_config_url_wins_over_oem_config_and_user_data(vm: Vm, vm_factory_module: VmFactory) -> None:
+def test_config_url_replaces_oem_config_and_user_data(vm: Vm, vm_factory_module: VmFactory) -> None:
     key = vm_factory_module.client_key.public_line
     url = vm_factory_module.bucket.put("wipe/by-url.ign",
                                        canonical_bytes(with_core_key(generation_config("url"), key)))
