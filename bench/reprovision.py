@@ -62,7 +62,7 @@ def plain_reboot(vm: Vm) -> float:
 
 def main() -> int:
     image = build_image(lambda phase, msg: print(f"[{phase}] {msg}", file=sys.stderr))
-    with tempfile.TemporaryDirectory(prefix="bench-reprovision-") as tmp, LocalBucket().start() as bucket:
+    with tempfile.TemporaryDirectory(prefix="bench-reprovision-") as tmp, LocalBucket() as bucket:
         key = generate_client_key(Path(tmp) / "keys")
         with VmFactory(image=image, bucket=bucket, client_key=key, workdir=Path(tmp) / "vms") as factory:
             v1, v2 = config(key.public_line, "v1"), config(key.public_line, "v2")
