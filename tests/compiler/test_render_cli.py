@@ -11,12 +11,6 @@ from flatcar_infra.canonical import config_hash
 from flatcar_infra.cli import main as cli_main
 
 
-@pytest.fixture(autouse=True)
-def only_render(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test the compiler commands on their own (the other command modules are not theirs to test)."""
-    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("flatcar_infra.cli.render",))
-
-
 def cli(*argv: str) -> int:
     try:
         return cli_main.main(list(argv))

@@ -19,12 +19,6 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         yield server
 
 
-@pytest.fixture(autouse=True)
-def only_this_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    # other command modules are written by other people at the same time
-    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("flatcar_infra.cli.reprovision",))
-
-
 def run(argv: list[str]) -> int:
     try:
         return cli_main.main(["reprovision", *argv])

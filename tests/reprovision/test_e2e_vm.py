@@ -274,7 +274,6 @@ def test_cli_dry_run_shows_the_diff_and_the_previews(world: World, tmp_path: Any
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from flatcar_infra.cli import main as cli_main
 
-    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("flatcar_infra.cli.reprovision",))
     vm = world.vm
     doc = json.loads(ignition({"/etc/app.conf": "v6\n"}, units={"app.service": True}))
     doc["passwd"] = {"users": [{"name": "core", "sshAuthorizedKeys": [world.vm_key]}]}
