@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from flatcar_infra import ui
+from flatcar_infra.cli.options import parse_vars
 from flatcar_infra.compiler.api import CompiledConfig, compile_config, compile_file
-from flatcar_infra.errors import UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -53,18 +53,6 @@ def _progress(phase: str, message: str) -> None:
     ui.progress(phase, message)
 
 
-def _variables(items: list[str]) -> dict[str, str] | None:
-    if not items:
-        return None
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--var {item!r}: expected KEY=VALUE")
-        out[key.strip()] = value
-    return out
-
-
 def login_config(compiled: CompiledConfig, public_key: str) -> CompiledConfig:
     """The user's config plus the machine's login key for ``core``, stamped (the host then holds
     the delivered config's hash in /etc/flatcar-infra/config-hash)."""
@@ -78,7 +66,7 @@ def run_up(args: argparse.Namespace) -> int:
     from flatcar_infra.testbed import local
 
     name = local.check_name(args.name)
-    compiled = compile_file(args.config, files_dir=args.files_dir, variables=_variables(args.var))
+    compiled = compile_file(args.config, files_dir=args.files_dir, variables=parse_vars(args.var))
     for warning in compiled.warnings:
         ui.diagnostics([warning])
     key = local.machine_key(name)

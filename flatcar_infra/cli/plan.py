@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from flatcar_infra import ui
+from flatcar_infra.cli.options import parse_vars
 from flatcar_infra.errors import UsageError
 from flatcar_infra.plan.diff import SecretRules
 from flatcar_infra.plan.model import Plan
@@ -94,16 +95,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _variables(pairs: list[str]) -> dict[str, str] | None:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--var {pair!r}: expected K=V")
-        out[key] = value
-    return out or None
-
-
 def build_plan(args: argparse.Namespace) -> Plan:
     if args.max_size is not None and (args.format != "markdown" or args.max_size < 1024):
         raise UsageError("--max-size is for --format markdown, at least 1024 bytes")
@@ -126,7 +117,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     if args.base or args.stack:
         raise UsageError("--base and --stack need --stack-dir")
     policy = Policy(strategy=args.strategy, keep_paths=tuple(args.keep_path))
-    opts = CompileOptions(args.files_dir, _variables(args.var), args.platform)
+    opts = CompileOptions(args.files_dir, parse_vars(args.var), args.platform)
     return plan_files(args.configs[0], args.configs[1], opts, policy=policy, secrets=secrets)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from flatcar_infra import ui
+from flatcar_infra.cli.options import parse_vars
 from flatcar_infra.compiler.api import CompiledConfig, compile_config
 from flatcar_infra.errors import ConfigError, Diagnostic, Severity, UsageError, UserError
 
@@ -94,12 +95,9 @@ def _variables(args: argparse.Namespace) -> dict[str, Any] | None:
         if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
             raise UsageError(f"--vars-file {name}: must be a mapping of variable names to values")
         variables = dict(loaded)
-    for item in args.var:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--var {item!r}: expected KEY=VALUE")
-        variables = variables or {}
-        variables[key.strip()] = value
+    given = parse_vars(args.var)
+    if given:
+        variables = {**(variables or {}), **given}
     return variables
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flatcar_infra import ui
+from flatcar_infra.cli.options import parse_vars
 from flatcar_infra.compiler.api import compile_file
 from flatcar_infra.errors import UsageError, UserError
 from flatcar_infra.reprovision.plan import DELIVERIES, Desired, short
@@ -64,16 +65,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _variables(pairs: list[str]) -> dict[str, str] | None:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--var {pair!r}: expected K=V")
-        out[key] = value
-    return out or None
-
-
 def host_key_from(args: argparse.Namespace) -> str:
     if args.host_key:
         return normalize_host_key(args.host_key)
@@ -103,7 +94,7 @@ def build(args: argparse.Namespace) -> tuple[SshTarget, Desired]:
                         health_timeout=args.health_timeout, reboot_timeout=args.timeout)
     except PolicyError as exc:
         raise UsageError(exc.message.replace("policy.keep_paths", "--keep-path"), exc.advice) from None
-    compiled = compile_file(args.config, files_dir=args.files_dir, variables=_variables(args.var),
+    compiled = compile_file(args.config, files_dir=args.files_dir, variables=parse_vars(args.var),
                             stamp_config=True)
     ui.diagnostics(compiled.warnings)
     try:

@@ -37,6 +37,7 @@ from flatcar_infra.testbed.vm import (
     Vm,
     VmSpec,
     generate_client_key,
+    pid_alive,
 )
 
 Progress = Callable[[str, str], None]
@@ -68,19 +69,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 # ---- the bucket server -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -90,7 +78,7 @@ class BucketServer:
     bucket: str
 
     def alive(self) -> bool:
-        return _pid_alive(self.pid) and _port_open(self.port)
+        return pid_alive(self.pid) and _port_open(self.port)
 
     def client(self) -> LocalBucket:
         return LocalBucket.attach(self.port, self.bucket)
@@ -148,9 +136,9 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 15)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
 
@@ -177,7 +165,7 @@ def list_machines() -> list[dict[str, Any]]:
         if path.name == "bucket.json":
             continue
         data = json.loads(path.read_text())
-        data["running"] = _pid_alive(int(data.get("pid", 0) or 0)) if data.get("pid") else False
+        data["running"] = pid_alive(int(data.get("pid", 0) or 0)) if data.get("pid") else False
         out.append(data)
     return out
 
@@ -219,7 +207,7 @@ def up(name: str, config: CompiledConfig, *, image: Path | None, progress: Progr
     path = state_path(name)
     if path.is_file():
         state = json.loads(path.read_text())
-        if _pid_alive(int(state["pid"])) and int(state["bucket_port"]) == server.port:
+        if pid_alive(int(state["pid"])) and int(state["bucket_port"]) == server.port:
             changed = state["config_hash"] != config.hash
             bucket.put(object_key(name), config.canonical)
             if changed:

@@ -245,7 +245,7 @@ class Vm:
         if self._proc is not None:
             return self._proc.poll() is None
         pid = self.pid
-        return pid is not None and _pid_alive(pid)
+        return pid is not None and pid_alive(pid)
 
     def stop(self) -> None:
         """Power off and remove the overlay and sockets. Safe to call twice or after a crash."""
@@ -424,7 +424,7 @@ class Vm:
         self.qmp("system_reset")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -444,6 +444,6 @@ def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -
         if proc is not None:
             if proc.poll() is not None:
                 return
-        elif not _pid_alive(pid):
+        elif not pid_alive(pid):
             return
         time.sleep(0.2)
