@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flatcar_infra.manifest import build_manifest
+from flatcar_infra.procs import pid_alive
 from flatcar_infra.reprovision import messages
 from flatcar_infra.reprovision.facts import as_root, gather_facts
 from flatcar_infra.reprovision.plan import (
@@ -101,23 +102,13 @@ def _me() -> LockOwner:
     return LockOwner(socket.gethostname(), os.getpid(), getpass.getuser(), uuid.uuid4().hex, time.time())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale_ours(owner: LockOwner | None) -> bool:
     """A lock provably left by a run from THIS machine that is no longer running."""
     if owner is None or owner.host != socket.gethostname():
         return False
     if owner.pid == os.getpid():
         return owner.token not in _ACTIVE_TOKENS
-    return not _pid_alive(owner.pid)
+    return not pid_alive(owner.pid)
 
 
 # --- lock -------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any
 
 from flatcar_infra.compiler.api import CompiledConfig
 from flatcar_infra.errors import UserError
+from flatcar_infra.procs import pid_alive
 from flatcar_infra.testbed.bucket import DEFAULT_BUCKET, LocalBucket, free_port, pointer_config
 from flatcar_infra.testbed.vm import (
     FLATCAR_FW_CFG,
@@ -37,7 +38,6 @@ from flatcar_infra.testbed.vm import (
     Vm,
     VmSpec,
     generate_client_key,
-    pid_alive,
 )
 
 Progress = Callable[[str, str], None]

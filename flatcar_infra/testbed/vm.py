@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from flatcar_infra.errors import UserError
+from flatcar_infra.procs import pid_alive
 from flatcar_infra.ssh import (
     CommandResult,
     HostKeyMismatch,
@@ -422,20 +423,6 @@ class Vm:
         self._drop_session()
         self._console_mark = self.spec.serial_log.stat().st_size
         self.qmp("system_reset")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is as good as gone
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
