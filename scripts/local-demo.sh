@@ -34,14 +34,14 @@ remote 'sudo sh -c "echo precious > /var/lib/app/data"; cat /etc/flatcar-infra/g
 
 echo "== 3. what would change (plan), then reprovision in place with v2" >&2
 pub=$(ssh-keygen -y -f "$identity")
-v1=$(mktemp); v2=$(mktemp)
+work=$(mktemp -d); v1=$work/v1.ign; v2=$work/v2.ign
 flatcar-infra render "$config" --var greeting="hello from v1" --var ssh_public_key="$pub" -o "$v1"
 flatcar-infra render "$config" --var greeting="hello from v2" --var ssh_public_key="$pub" -o "$v2"
-flatcar-infra plan "$v1" "$v2"
+flatcar-infra plan "$v1" "$v2" --keep-path /var/lib/app
 flatcar-infra reprovision --host "$host" --port "$port" --user "$user" --identity "$identity" \
   --host-key "$host_key" --config "$config" --var greeting="hello from v2" \
   --var ssh_public_key="$pub" --keep-path /var/lib/app --health 'systemctl is-active greeting.service'
-rm -f "$v1" "$v2"
+rm -rf "$work"
 
 echo "== 4. same machine (same port, same pinned host key, same machine-id), new config, data kept" >&2
 remote 'cat /etc/flatcar-infra/greeting; cat /var/lib/app/data; cat /etc/machine-id; cat /etc/flatcar-infra/config-hash'
