@@ -10,7 +10,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
-  git ca-certificates \
+  git ca-certificates systemd \
   ignition openssh-server openssh-client \
   qemu-system-x86 qemu-utils mmdebstrap dosfstools mtools e2fsprogs fdisk gdisk \
   grub-pc-bin grub-common kmod

@@ -29,7 +29,7 @@ CORPUS = Path(os.environ.get("FLATCAR_INFRA_CORPUS", REPO.parent / "shared" / "c
 BUTANE = CORPUS / "butane"
 FILES = BUTANE / "files"
 
-if not BUTANE.is_dir():  # pragma: no cover - CI always has the corpus
+if not BUTANE.is_dir() and not os.environ.get("CI"):  # on CI a missing corpus fails
     pytest.skip(f"corpus not found at {CORPUS} (set FLATCAR_INFRA_CORPUS)", allow_module_level=True)
 
 VALID = sorted(p for p in BUTANE.glob("*.yaml") if "INVALID" not in p.name)

@@ -21,7 +21,7 @@ from flatcar_infra.plan.render import render_json, render_markdown, render_text
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("FLATCAR_INFRA_CORPUS", REPO.parent / "shared" / "corpus"))
 
-if not (CORPUS / "butane").is_dir():  # pragma: no cover - CI always has the corpus
+if not (CORPUS / "butane").is_dir() and not os.environ.get("CI"):  # on CI a missing corpus fails
     pytest.skip(f"corpus not found at {CORPUS} (set FLATCAR_INFRA_CORPUS)", allow_module_level=True)
 
 CONFIGS = sorted(p for p in (CORPUS / "butane").glob("*.yaml") if "INVALID" not in p.name) + sorted(

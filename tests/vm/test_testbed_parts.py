@@ -30,6 +30,7 @@ SELECTIVE_RESET = FILES / "dracut/50flatcar-standin/flatcar-selective-reset.sh"
 
 # ---- pointer config -----------------------------------------------------------------------------
 
+
 def test_pointer_config_is_stable_and_valid(tmp_path: Path) -> None:
     url = "http://10.0.2.100/bucket/web/config.ign"
     first = pointer_config(url)
@@ -43,10 +44,18 @@ def test_pointer_config_is_stable_and_valid(tmp_path: Path) -> None:
 
 # ---- QEMU command line --------------------------------------------------------------------------
 
+
 def _spec(tmp_path: Path, **kw: object) -> VmSpec:
-    base: dict[str, object] = dict(name="t", overlay=tmp_path / "o.qcow2", user_data_file=tmp_path / "u.json",
-                                   ssh_port=2222, bucket_port=9000, serial_log=tmp_path / "s.log",
-                                   qmp_socket=tmp_path / "q.sock", pidfile=tmp_path / "p")
+    base: dict[str, object] = dict(
+        name="t",
+        overlay=tmp_path / "o.qcow2",
+        user_data_file=tmp_path / "u.json",
+        ssh_port=2222,
+        bucket_port=9000,
+        serial_log=tmp_path / "s.log",
+        qmp_socket=tmp_path / "q.sock",
+        pidfile=tmp_path / "p",
+    )
     base.update(kw)
     return VmSpec(**base)  # type: ignore[arg-type]
 
@@ -72,6 +81,7 @@ def test_qemu_command_for_a_real_flatcar_image(tmp_path: Path) -> None:
 
 # ---- image builder helpers ----------------------------------------------------------------------
 
+
 def test_image_key_is_stable_and_names_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLATCAR_INFRA_CACHE", str(tmp_path))
     key = image.image_key()
@@ -85,7 +95,8 @@ def test_apt_mirror_comes_from_the_hosts_apt_sources(tmp_path: Path, monkeypatch
     (tmp_path / "sources.list.d").mkdir()
     (tmp_path / "sources.list.d/debian.sources").write_text(
         "Types: deb\n# comment\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"
-        "Types: deb deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n")
+        "Types: deb deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n"
+    )
     assert image.apt_mirror(tmp_path) == "http://mirror.example/debian"
     monkeypatch.setenv("FLATCAR_INFRA_MIRROR", "http://other.example/debian")
     assert image.apt_mirror(tmp_path) == "http://other.example/debian"
@@ -94,28 +105,40 @@ def test_apt_mirror_comes_from_the_hosts_apt_sources(tmp_path: Path, monkeypatch
         image.apt_mirror(tmp_path / "nothing")
 
 
-@pytest.mark.skipif(shutil.which("grub-mkimage") is None, reason="grub-common not installed")
+@pytest.mark.skipif(
+    shutil.which("grub-mkimage") is None and not os.environ.get("CI"), reason="grub-common not installed"
+)
 def test_bios_grub_install_points_mbr_and_core_at_the_bios_partition(tmp_path: Path) -> None:
     core = tmp_path / "core.img"
-    subprocess.run(["grub-mkimage", "-O", "i386-pc", "-o", str(core), "-p", "/grub",
-                    "biosdisk", "part_gpt", "fat"], check=True)
+    subprocess.run(
+        ["grub-mkimage", "-O", "i386-pc", "-o", str(core), "-p", "/grub", "biosdisk", "part_gpt", "fat"],
+        check=True,
+    )
     raw = tmp_path / "disk.raw"
     raw.write_bytes(bytes(4 * 1024 * 1024))
     image.install_bios_grub(raw, core, 2048)
     data = raw.read_bytes()
     assert int.from_bytes(data[0x5C:0x64], "little") == 2048
-    written = data[2048 * 512: 2048 * 512 + core.stat().st_size]
-    assert int.from_bytes(written[512 - 12: 512 - 4], "little") == 2049
+    written = data[2048 * 512 : 2048 * 512 + core.stat().st_size]
+    assert int.from_bytes(written[512 - 12 : 512 - 4], "little") == 2049
     assert written[512:] == core.read_bytes()[512:]
 
 
 # ---- the image's reset scripts, run for real on scratch trees -----------------------------------
 
+
 def _tree(root: Path) -> None:
     for d in ("etc/ssh", "var/lib/keep/sub", "var/log", "home/core/.ssh", "usr/bin", "oem"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    for f in ("etc/ssh/ssh_host_ed25519_key", "etc/ssh/sshd_config", "etc/passwd", "etc/machine-id",
-              "var/lib/keep/sub/a", "var/log/x", "etc/with space"):
+    for f in (
+        "etc/ssh/ssh_host_ed25519_key",
+        "etc/ssh/sshd_config",
+        "etc/passwd",
+        "etc/machine-id",
+        "var/lib/keep/sub/a",
+        "var/log/x",
+        "etc/with space",
+    ):
         (root / f).write_text("x\n")
     (root / "bin").symlink_to("usr/bin")
 
@@ -124,8 +147,9 @@ KEEP = "(/etc/ssh/ssh_host_.*|/var/lib/keep/.*|/var/lib/keep|/selective-os-reset
 
 
 def _reset_paths(mode: str, root: Path, regex: Path) -> list[str]:
-    out = subprocess.run(["bash", str(RESET_PATHS), mode, str(root), str(regex)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["bash", str(RESET_PATHS), mode, str(root), str(regex)], check=True, capture_output=True, text=True
+    ).stdout
     return out.splitlines()
 
 
@@ -136,41 +160,64 @@ def test_reset_paths_selects_whole_path_matches_and_keeps_other_mounts_out(tmp_p
     regex.write_text(KEEP)
     keep = _reset_paths("keep", root, regex)
     delete = _reset_paths("delete", root, regex)
-    assert keep == ["/etc/ssh/ssh_host_ed25519_key", "/var/lib/keep", "/var/lib/keep/sub",
-                    "/var/lib/keep/sub/a"]
+    assert keep == [
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/var/lib/keep",
+        "/var/lib/keep/sub",
+        "/var/lib/keep/sub/a",
+    ]
     assert "/etc/with space" in delete and "/bin" in delete and "/etc" in delete
     assert "/usr" not in delete and "/oem" not in delete  # mount points of other filesystems
     assert delete.index("/etc/ssh/sshd_config") < delete.index("/etc/ssh") < delete.index("/etc")
-    assert set(_reset_paths("delete-dirs", root, regex)) | set(_reset_paths("delete-files", root, regex)) \
-        == set(delete)
+    assert set(_reset_paths("delete-dirs", root, regex)) | set(
+        _reset_paths("delete-files", root, regex)
+    ) == set(delete)
 
 
 def test_initramfs_reset_deletes_all_but_kept_paths(tmp_path: Path) -> None:
     root = tmp_path / "sysroot"
     _tree(root)
     (root / "selective-os-reset").write_text(KEEP)
-    script = SELECTIVE_RESET.read_text().replace("R=/sysroot", f"R={root}").replace(
-        "/usr/lib/flatcar/reset-paths", str(RESET_PATHS)).replace("> /dev/kmsg", ">&2")
+    script = (
+        SELECTIVE_RESET.read_text()
+        .replace("R=/sysroot", f"R={root}")
+        .replace("/usr/lib/flatcar/reset-paths", str(RESET_PATHS))
+        .replace("> /dev/kmsg", ">&2")
+    )
     subprocess.run(["bash", "-c", script], check=True, capture_output=True)
     left = sorted("/" + p.relative_to(root).as_posix() for p in root.rglob("*"))
     # (/usr is a mount point of its own on the image; in this scratch tree only its directory stays)
-    assert left == ["/etc", "/etc/ssh", "/etc/ssh/ssh_host_ed25519_key", "/oem", "/usr", "/var",
-                    "/var/lib", "/var/lib/keep", "/var/lib/keep/sub", "/var/lib/keep/sub/a"]
+    assert left == [
+        "/etc",
+        "/etc/ssh",
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/oem",
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/var/lib/keep",
+        "/var/lib/keep/sub",
+        "/var/lib/keep/sub/a",
+    ]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--keep-paths"], "needs at least one REGEX"),
-    (["--keep-paths", "relative/path"], "absolute"),
-    (["/var/log"], "unexpected arguments"),
-    (["-F", "x.ign", "-U", "http://x"], "either"),
-    (["--stop", "--preview-keep"], "only one of"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keep-paths"], "needs at least one REGEX"),
+        (["--keep-paths", "relative/path"], "absolute"),
+        (["/var/log"], "unexpected arguments"),
+        (["-F", "x.ign", "-U", "http://x"], "either"),
+        (["--stop", "--preview-keep"], "only one of"),
+    ],
+)
 def test_flatcar_reset_rejects_bad_arguments_before_touching_anything(args: list[str], message: str) -> None:
     res = subprocess.run(["bash", str(FLATCAR_RESET), *args], capture_output=True, text=True)
     assert res.returncode == 1 and message in res.stderr
 
 
 # ---- bucket server, relay, QMP ------------------------------------------------------------------
+
 
 def test_local_bucket_serves_public_objects_to_anonymous_guests(local_bucket: LocalBucket) -> None:
     url = local_bucket.put("parts/public.ign", b'{"a":1}')
@@ -194,20 +241,37 @@ def test_local_bucket_serves_public_objects_to_anonymous_guests(local_bucket: Lo
 
 def test_relay_carries_a_whole_http_exchange(local_bucket: LocalBucket) -> None:
     local_bucket.put("parts/relayed.ign", b"relayed-body")
-    request = (f"GET /{local_bucket.bucket}/parts/relayed.ign HTTP/1.0\r\nHost: {GUEST_BUCKET_HOST}\r\n\r\n")
+    request = f"GET /{local_bucket.bucket}/parts/relayed.ign HTTP/1.0\r\nHost: {GUEST_BUCKET_HOST}\r\n\r\n"
     for _ in range(2):  # one relay process per connection, as QEMU spawns them
-        res = subprocess.run([sys.executable, "-I", str(RELAY), str(local_bucket.port)],
-                             input=request.encode(), capture_output=True, timeout=30)
+        res = subprocess.run(
+            [sys.executable, "-I", str(RELAY), str(local_bucket.port)],
+            input=request.encode(),
+            capture_output=True,
+            timeout=30,
+        )
         assert res.returncode == 0
         assert res.stdout.startswith(b"HTTP/1.") and res.stdout.endswith(b"relayed-body")
 
 
-@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu not installed")
+@pytest.mark.skipif(
+    shutil.which("qemu-system-x86_64") is None and not os.environ.get("CI"), reason="qemu not installed"
+)
 def test_qmp_client_talks_to_a_real_qemu(tmp_path: Path) -> None:
     sock = Path(os.environ.get("TMPDIR", "/tmp")) / f"fi-qmp-test-{os.getpid()}.sock"
-    proc = subprocess.Popen(["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
-                             "-qmp", f"unix:{sock},server=on,wait=off"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "qemu-system-x86_64",
+            "-machine",
+            "none",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-qmp",
+            f"unix:{sock},server=on,wait=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while not sock.exists() and time.monotonic() < deadline:
