@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flatcar_infra.compiler.translated import Origin
 from flatcar_infra.compiler.yamlsrc import (
     Mark,
     TypeMismatch,
@@ -36,7 +37,8 @@ class Ctx:
     files_dir: Path | None
     platform: str | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    marks: dict[str, Mark] = field(default_factory=dict)
+    # output path -> where in the CLC it came from (and the CLC path, where it differs)
+    origins: dict[str, Origin] = field(default_factory=dict)
 
     # --- reporting -------------------------------------------------------------------------------
 
@@ -50,8 +52,8 @@ class Ctx:
             Diagnostic(self.filename, where.line, where.col, Severity.WARNING, message, path)
         )
 
-    def mark(self, opath: str, where: Mark) -> None:
-        self.marks.setdefault(opath, where)
+    def mark(self, opath: str, where: Mark, ipath: str | None = None) -> None:
+        self.origins.setdefault(opath, Origin(ipath, where))
 
     # --- structure -------------------------------------------------------------------------------
 
