@@ -248,7 +248,9 @@ def _check_path(path: str, value: Any) -> Iterator[Problem]:
     if not value.startswith("/"):
         yield E, path, f"path {value!r} must be absolute"
     elif posixpath.normpath(value) != value or value.startswith("//"):
-        yield E, path, f"path {value!r} is not normalized (use {posixpath.normpath(value)!r})"
+        # normpath keeps a leading "//" (POSIX allows it a meaning); Ignition does not
+        clean = posixpath.normpath("/" + value.lstrip("/"))
+        yield E, path, f"path {value!r} is not normalized (use {clean!r})"
 
 
 def _nodes(doc: dict[str, Any], version: str) -> Iterator[Problem]:
@@ -291,7 +293,7 @@ def _nodes(doc: dict[str, Any], version: str) -> Iterator[Problem]:
                     yield W, f"{base}.target", "a hard link's target should be an absolute path"
     for p, where in seen.items():
         parent = posixpath.dirname(p)
-        while parent not in ("/", ""):
+        while parent.strip("/"):  # dirname("//") is "//": stop at any root, not only "/"
             if kinds.get(parent) in ("file", "link"):
                 yield E, where, f"{p!r} is inside {parent!r}, which is a {kinds[parent]}"
                 break
