@@ -50,6 +50,7 @@ from flatcar_infra.compiler.yamlsrc import (
     is_decimal_literal,
 )
 from flatcar_infra.errors import Diagnostic, Severity
+from flatcar_infra.limits import LimitExceeded, LocalFiles
 
 # Butane flatcar version → Ignition spec version it emits.
 IGNITION_FOR = {"1.0.0": "3.3.0", "1.1.0": "3.4.0"}
@@ -65,6 +66,7 @@ class _Ctx:
         self.version = version
         self.version_key = parse_version(version)
         self.files_dir = files_dir
+        self.local = LocalFiles()
         self._files_root: Path | None = None
         self.diags: list[Diagnostic] = []
         self.marks: dict[str, Mark] = {}
@@ -111,12 +113,9 @@ class _Ctx:
         if target is None:
             return None
         try:
-            if not target.is_file():  # a directory, FIFO or device: never block on reading it
-                what = "a directory" if target.is_dir() else "not a regular file"
-                if target.exists():
-                    self.error(node.mark, f"local path {as_str(node)!r} is {what}", ipath)
-                    return None
-            return target.read_bytes()
+            return self.local.read(target)  # a directory, FIFO or device is refused, never blocks
+        except LimitExceeded as exc:
+            self.error(node.mark, f"local path {as_str(node)!r} is {exc}", ipath)
         except OSError as exc:
             self.error(node.mark, f"cannot read local file {as_str(node)!r}: {exc.strerror}", ipath)
         return None
@@ -557,9 +556,10 @@ def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
                     files.append(entry)
                     file_at[dest] = entry
                 try:
-                    data = src.read_bytes()
-                except OSError as exc:
-                    ctx.error(tree.mark, f"cannot read {src.relative_to(root)}: {exc.strerror}", ipath)
+                    data = ctx.local.read(src)
+                except (OSError, LimitExceeded) as exc:
+                    why = exc.strerror if isinstance(exc, OSError) else exc
+                    ctx.error(tree.mark, f"cannot read {src.relative_to(root)}: {why}", ipath)
                     continue
                 contents = entry.setdefault("contents", {})
                 if contents.get("compression"):

@@ -31,6 +31,7 @@ from flatcar_infra.compiler.clc_read import Ctx, child, join_path, key_mark, pru
 from flatcar_infra.compiler.dataurl import data_url
 from flatcar_infra.compiler.translated import Translated
 from flatcar_infra.compiler.yamlsrc import Mark, SourceDoc, YMap, YScalar, is_decimal_literal
+from flatcar_infra.limits import LimitExceeded
 
 VERSION = "3.3.0"
 
@@ -522,9 +523,10 @@ def _read_local(ctx: Ctx, name: str, where: Mark, ipath: str) -> bytes | None:
         ctx.error(where, f"local file {name!r} is outside the files directory {str(ctx.files_dir)!r}", ipath)
         return None
     try:
-        return target.read_bytes()
-    except OSError as exc:
-        ctx.error(where, f"cannot read local file {name!r} in {str(ctx.files_dir)!r}: {exc.strerror}", ipath)
+        return ctx.local.read(target)  # a directory, FIFO or device is refused, never blocks
+    except (OSError, LimitExceeded) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        ctx.error(where, f"cannot read local file {name!r} in {str(ctx.files_dir)!r}: {why}", ipath)
         return None
 
 

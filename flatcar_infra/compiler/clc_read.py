@@ -26,6 +26,7 @@ from flatcar_infra.compiler.yamlsrc import (
     describe,
 )
 from flatcar_infra.errors import Diagnostic, Severity
+from flatcar_infra.limits import LocalFiles
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Ctx:
     platform: str | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     marks: dict[str, Mark] = field(default_factory=dict)
+    local: LocalFiles = field(default_factory=LocalFiles)  # bounded, non-blocking local reads
 
     # --- reporting -------------------------------------------------------------------------------
 
