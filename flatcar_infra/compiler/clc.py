@@ -67,7 +67,7 @@ def translate_clc(doc: SourceDoc, *, files_dir: Path | None, platform: str | Non
         return Translated(None, ctx.diagnostics)
     ctx.mark("$", root.mark)
     if platform is not None and platform not in svc.PLATFORMS:
-        ctx.error(Mark(0, 0), f"unknown platform {platform!r} (one of: {', '.join(svc.PLATFORMS)})", "$")
+        ctx.error(root.mark, f"unknown platform {platform!r} (one of: {', '.join(svc.PLATFORMS)})", "$")
     version = ctx.int_(root, "version", "$", minimum=None)
     if version not in (None, 0):
         ctx.error(key_mark(root, "version"), "invalid version: only version 0 is supported", "$.version")
