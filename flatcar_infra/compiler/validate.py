@@ -10,15 +10,16 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
 from flatcar_infra.compiler.dataurl import decode_data_url
 from flatcar_infra.compiler.schema import SUPPORTED_VERSIONS, quick_check, validator
 from flatcar_infra.compiler.yamlsrc import Mark
 from flatcar_infra.errors import Diagnostic, Severity
+
+if TYPE_CHECKING:  # jsonschema loads only when a document has a problem (CLI start-up time)
+    from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
 MarkFor = Callable[[str], Mark]
 
