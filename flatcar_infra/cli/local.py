@@ -96,7 +96,7 @@ def run_down(args: argparse.Namespace) -> int:
         return 0
     if not local.vm_down(local.vm_name(args.name), _progress):
         ui.info(f"no local machine named {args.name!r}")
-    if not local.list_machines() and local.stop_bucket_server():
+    if not local.vm_list() and local.stop_bucket_server():
         # the bucket server only serves local machines: the last one down takes it along
         ui.progress("bucket", "no local machine left: local bucket server stopped")
     return 0

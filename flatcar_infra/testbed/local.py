@@ -7,7 +7,7 @@ never-changing pointer config as user-data, and its QEMU runs
 daemonized. State lives in ``$FLATCAR_INFRA_HOME/local`` (default ``~/.local/share/flatcar-infra``):
 
 - ``bucket.json``: the bucket server's pid, port and bucket (reused while it is alive);
-- ``bucket-credentials.json``: the only credentials that server accepts for writes (mode 0600);
+- ``bucket.credentials``: the only credentials that server accepts for writes (mode 0600);
 - ``<name>.json``: what ``local up`` printed plus pid, overlay, ports, serial log and QMP socket;
 - ``<name>/``: the machine's client key, overlay, user-data and logs.
 
@@ -59,7 +59,14 @@ def home() -> Path:
     return base / "local"
 
 
+def credentials_path() -> Path:
+    """The bucket server's credentials (JSON, mode 0600); not ``*.json``, which are machines."""
+    return home() / "bucket.credentials"
+
+
 def check_name(name: str) -> str:
+    if name == "bucket":
+        raise UserError("'bucket' is reserved for the local bucket server's state", "choose another name")
     if not NAME_RE.match(name):
         raise UserError(f"invalid machine name {name!r}",
                         "use 1-40 lowercase letters, digits and dashes, e.g. 'web-1'")
@@ -86,7 +93,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 @dataclass(frozen=True)
 class BucketServer:
     """The detached local S3 server: moto behind the SigV4 check, accepting only ``credentials``
-    (created with the server, kept in ``bucket-credentials.json``, mode 0600)."""
+    (created with the server, kept in ``bucket.credentials``, mode 0600)."""
 
     pid: int
     port: int
@@ -111,7 +118,7 @@ def _port_open(port: int) -> bool:
 def bucket_server(progress: Progress) -> BucketServer:
     """The running local bucket server, started (detached) when there is none."""
     state = home() / "bucket.json"
-    cred_file = home() / "bucket-credentials.json"
+    cred_file = credentials_path()
     if state.is_file() and cred_file.is_file():
         data = json.loads(state.read_text())
         server = BucketServer(int(data["pid"]), int(data["port"]), str(data["bucket"]),
@@ -141,6 +148,16 @@ def bucket_server(progress: Progress) -> BucketServer:
     return server
 
 
+def machine_bucket(state: dict[str, Any]) -> LocalBucket:
+    """The bucket holding a local machine's config object, signed with the credentials of the
+    bucket server (only they may write)."""
+    cred_file = credentials_path()
+    if not cred_file.is_file():
+        raise UserError(f"no credentials for the local bucket server ({cred_file} is missing)",
+                        f"run `flatcar-infra local up --name {state['name']}` again")
+    return LocalBucket.attach(int(state["bucket_port"]), read_credentials(cred_file), str(state["bucket"]))
+
+
 def stop_bucket_server() -> bool:
     state = home() / "bucket.json"
     if not state.is_file():
@@ -148,7 +165,7 @@ def stop_bucket_server() -> bool:
     data = json.loads(state.read_text())
     _terminate(int(data["pid"]))
     state.unlink()
-    (home() / "bucket-credentials.json").unlink(missing_ok=True)
+    credentials_path().unlink(missing_ok=True)
     return True
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from flatcar_infra.testbed.image import FILES_DIR
 
 NOBODY = "65534:65534"
+MACHINE_ID = "0123456789abcdef0123456789abcdef"
 
 
 class ScratchFlatcar:
@@ -51,6 +52,28 @@ class ScratchFlatcar:
         if not (share / "oem").is_symlink():
             (share / "oem").symlink_to("/oem")
         (self.oem / "grub.cfg").write_text('# OEM settings sourced by GRUB\nset oem_id="qemu"\n')
+
+    def provision(self) -> ScratchFlatcar:
+        """Make it a host that has run a while: /etc files from the image (lower dir only), files
+        the machine and Ignition wrote under /etc (upper dir: host keys, machine-id, generation),
+        data under /var and /home; then mount once, as a boot does (the overlay makes its work dir)."""
+        (self.lower_etc / "ssh").mkdir(parents=True, exist_ok=True)
+        (self.lower_etc / "ssh/sshd_config").write_text("# shipped\n")
+        (self.lower_etc / "hostname").write_text("shipped\n")
+        etc = self.root / "etc"
+        (etc / "ssh").mkdir(exist_ok=True)
+        for key in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"):
+            (etc / "ssh" / key).write_text(f"{key}\n")
+        (etc / "machine-id").write_text(MACHINE_ID + "\n")
+        (etc / "generation").write_text("v1\n")  # written by Ignition
+        files = {"var/lib/keep/sub/data": "precious\n", "var/lib/other/x": "x\n",
+                 "var/log/journal/system.journal": "log\n", "home/core/.bash_history": "ls\n"}
+        for rel, text in files.items():
+            (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / rel).write_text(text)
+        if self.run("true").returncode != 0:
+            raise RuntimeError("cannot mount the scratch host (root, overlayfs and mount namespaces needed)")
+        return self
 
     @property
     def lower_etc(self) -> Path:

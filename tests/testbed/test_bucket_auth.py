@@ -136,3 +136,27 @@ def test_the_detached_server_checks_signatures_too(served: tuple[int, Credential
     assert url == f"http://{GUEST_BUCKET_HOST}/{owner.bucket}/m/config.ign"
     assert raw(owner, "PUT", f"/{owner.bucket}/m/config.ign", b"x")[0] == 403
     assert raw(owner, "GET", f"/{owner.bucket}/m/config.ign") == (200, b"{}")
+
+
+def test_the_local_targets_server_keeps_its_credentials_to_itself(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from flatcar_infra.procs import pid_alive
+    from flatcar_infra.testbed import local
+
+    monkeypatch.setenv("FLATCAR_INFRA_HOME", str(tmp_path / "home"))
+    server = local.bucket_server(lambda phase, message: None)
+    try:
+        cred_file = local.credentials_path()
+        assert cred_file.stat().st_mode & 0o777 == 0o600
+        assert server.credentials.secret_key in cred_file.read_text()
+        assert server.credentials.secret_key not in (local.home() / "bucket.json").read_text()
+        assert local.list_machines() == []  # neither state file is taken for a machine
+        assert local.bucket_server(lambda phase, message: None) == server  # reused while alive
+        owner = server.client()
+        owner.put("local/m/config.ign", b"{}")
+        assert raw(owner, "PUT", f"/{owner.bucket}/local/m/config.ign", b"x")[0] == 403
+        with pytest.raises(local.UserError, match="reserved"):
+            local.check_name("bucket")
+    finally:
+        assert local.stop_bucket_server()
+    assert not pid_alive(server.pid) and not local.credentials_path().exists()

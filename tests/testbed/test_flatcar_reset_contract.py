@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.scratch import NOBODY, ScratchFlatcar
+from tests.testbed.scratch import MACHINE_ID, NOBODY, ScratchFlatcar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"),
                                 reason="needs root (mount namespaces, overlayfs, chroot)")
 
 TOOL = "/usr/sbin/flatcar-reset"
-MACHINE_ID = "0123456789abcdef0123456789abcdef"
 ALWAYS = "/flatcar-backup|/flatcar-backup/.*|/selective-os-reset)"
 WARNING = ("WARNING: Running without --backup can cause data loss if the keep paths don't work as expected.\n"
            "Also check whether your regex works as wanted with --preview-delete and --preview-keep.\n\n")
@@ -34,24 +33,9 @@ def host(tmp_path: Path) -> ScratchFlatcar:
     """A provisioned host: /etc files from the image (lower dir only), files the machine made or
     changed under /etc (upper dir), data under /var, a machine-id."""
     s = ScratchFlatcar(tmp_path / "host")
-    (s.lower_etc / "ssh").mkdir(parents=True)
-    (s.lower_etc / "ssh/sshd_config").write_text("# shipped\n")
-    (s.lower_etc / "hostname").write_text("shipped\n")
     (s.lower_etc / "motd").write_text("shipped motd\n")
-    etc = s.root / "etc"
-    (etc / "ssh").mkdir()
-    for key in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"):
-        (etc / "ssh" / key).write_text(f"{key}\n")
-    (etc / "machine-id").write_text(MACHINE_ID + "\n")
-    (etc / "motd").write_text("changed by the user\n")  # copied up: now on ROOT
-    (etc / "generation").write_text("v1\n")  # written by Ignition
-    for d in ("var/lib/keep/sub", "var/lib/other", "var/log/journal"):
-        (s.root / d).mkdir(parents=True)
-    (s.root / "var/lib/keep/sub/data").write_text("precious\n")
-    (s.root / "var/lib/other/x").write_text("x\n")
-    (s.root / "var/log/journal/system.journal").write_text("log\n")
-    (s.root / "home/core/.bash_history").write_text("ls\n")
-    assert s.run("true").returncode == 0  # mounted once: the overlay made its work dir
+    (s.root / "etc/motd").write_text("changed by the user\n")  # copied up: now on ROOT
+    s.provision()
     return s
 
 

@@ -29,9 +29,6 @@ OVERLAY = "lowerdir=/sysroot/usr/share/flatcar/etc,upperdir=/sysroot/etc,workdir
 def host(tmp_path: Path) -> ScratchFlatcar:
     s = ScratchFlatcar(tmp_path / "host")
     lower = s.lower_etc
-    (lower / "ssh").mkdir()
-    (lower / "ssh/sshd_config").write_text("# shipped\n")
-    (lower / "hostname").write_text("shipped\n")
     (lower / "passwd").write_text("root:x:0:0::/root:/bin/bash\n")
     (lower / "modes").write_text("same bytes\n")
     (lower / "empty.d").mkdir()
@@ -40,19 +37,7 @@ def host(tmp_path: Path) -> ScratchFlatcar:
     for d in ("var/log", "var/lib", "home/core", "tmp", "boot", "oem", "root", "proc", "dev"):
         (factory / d).mkdir(parents=True)
     (factory / "home/core/.profile").write_text("# factory\n")
-    etc = s.root / "etc"
-    (etc / "ssh").mkdir()
-    for key in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"):
-        (etc / "ssh" / key).write_text(f"{key}\n")
-    (etc / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
-    (etc / "generation").write_text("v1\n")
-    for d in ("var/lib/keep/sub", "var/lib/other", "var/log/journal"):
-        (s.root / d).mkdir(parents=True)
-    (s.root / "var/lib/keep/sub/data").write_text("precious\n")
-    (s.root / "var/lib/other/x").write_text("x\n")
-    (s.root / "var/log/journal/system.journal").write_text("log\n")
-    (s.root / "home/core/.bash_history").write_text("ls\n")
-    assert s.run("true").returncode == 0  # the running system mounted /etc once
+    s.provision()
     return s
 
 
