@@ -86,7 +86,7 @@ def test_refusals_on_the_vm(booted_vm_module: Vm, args: str, stderr: str) -> Non
     assert (res.exit_status, res.stdout, res.stderr.decode().strip()) == (1, b"", stderr)
     assert not vm.run("sudo test -e /selective-os-reset -o -e /boot/flatcar/first_boot", check=False).ok
     assert "Need to be root: sudo /usr/sbin/flatcar-reset  -S --" in vm.run(
-        "flatcar-reset -S", check=False).stderr.decode()
+        "/usr/sbin/flatcar-reset -S", check=False).stderr.decode()
 
 
 def test_ignition_file_dash_is_a_file_named_dash(booted_vm_module: Vm) -> None:

@@ -38,6 +38,9 @@ in_root systemctl enable ssh.service systemd-networkd.service
 in_root systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
     e2scrub_reap.service fstrim.timer 2>/dev/null || true
 
+# Stand-in only: services with their own short start timeouts wait up to 900 s (slow emulation).
+in_root /usr/lib/flatcar-standin/extend-timeouts /usr/lib/systemd/system
+
 # Drivers a VM never needs are not even unpacked (dpkg path-exclude), so that /usr and, above
 # all, the initramfs stay small: every MiB of initramfs costs boot time under emulation.
 mkdir -p "$R/etc/dpkg/dpkg.cfg.d"

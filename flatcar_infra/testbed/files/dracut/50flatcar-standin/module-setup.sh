@@ -38,5 +38,6 @@ install() {
     # Generous waits under software emulation (stand-in only; see the README).
     inst_simple /usr/lib/systemd/system.conf.d/50-flatcar-standin-timeouts.conf
     inst_simple /etc/udev/udev.conf
+    /usr/lib/flatcar-standin/extend-timeouts "$initdir$systemdsystemunitdir"
     inst_simple "$moddir/standin-timeouts.cmdline.conf" /etc/cmdline.d/50-flatcar-standin-timeouts.conf
 }
