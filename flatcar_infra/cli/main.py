@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "flatcar_infra.cli.render",  # render, validate
     "flatcar_infra.cli.plan",  # plan
     "flatcar_infra.cli.reprovision",  # reprovision
+    "flatcar_infra.cli.rollout",  # rollout
     "flatcar_infra.cli.local",  # local up/list/down
 )
 
