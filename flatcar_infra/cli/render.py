@@ -80,7 +80,7 @@ def _read(path: str) -> tuple[str, str]:
         data = sys.stdin.buffer.read(LIMITS.source_bytes + 1)
         if len(data) > LIMITS.source_bytes:
             too_big = f"cannot read: over the limit of {human(LIMITS.source_bytes)}"
-            raise ConfigError([Diagnostic("<stdin>", 0, 0, Severity.ERROR, too_big, "$")])
+            raise ConfigError([Diagnostic("<stdin>", 1, 1, Severity.ERROR, too_big, "$")])
         return "<stdin>", decode_source(data, "<stdin>")
     return path, read_config_file(path)
 
