@@ -245,11 +245,11 @@ def test_macro_and_block_output_holding_values_stays_data() -> None:
 
 
 def test_json_templates_take_values_in_strings() -> None:
-    text = ('{"ignition": {"version": "3.3.0"}, "storage": {"files": [{"path": "/etc/x", '
-            '"mode": {{ m | tojson }}, "contents": {"source": "data:,{{ v }}"}}]}}')
+    text = ('{"ignition": {"version": "3.3.0"}, "storage": {"files": [{"path": "/etc/{{ v }}", '
+            '"mode": {{ m | tojson }}}]}}')
     doc = compile_config(text, filename="t.ign.j2", variables={"v": 'a"b', "m": 420}).ignition
     (f,) = doc["storage"]["files"]
-    assert f["contents"]["source"] == 'data:,a"b' and f["mode"] == 420
+    assert f["path"] == '/etc/a"b' and f["mode"] == 420
     (d,) = errors(text.replace("{{ m | tojson }}", "{{ m }}"), variables={"v": "x", "m": "420"})
     assert "outside a JSON string" in d.message
 
