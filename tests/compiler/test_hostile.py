@@ -303,3 +303,15 @@ def test_render_output_honours_the_umask_and_keeps_a_mode(tmp_path: Path) -> Non
     assert stat.S_IMODE((tmp_path / "kept.ign").stat().st_mode) == 0o604
     assert json.loads((tmp_path / "kept.ign").read_text())["ignition"]["version"] == "3.3.0"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.bu", "kept.ign", "new.ign"]
+
+
+def test_a_hostile_vars_file_is_refused_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "t.bu").write_text(FILE_X)
+    (tmp_path / "vars.yaml").write_text(billion_laughs().replace(V10, "v: x\n"))
+    assert cli_main.main(["render", str(tmp_path / "t.bu"), "--vars-file", str(tmp_path / "vars.yaml")]) == 1
+    assert "vars.yaml:7:45: error: YAML document has more than 1000000 nodes" in capsys.readouterr().err
+    (tmp_path / "vars.yaml").write_text("v: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert cli_main.main(["render", str(tmp_path / "t.bu"), "--vars-file", str(tmp_path / "vars.yaml")]) == 1
+    assert "nested more than 64 levels deep" in capsys.readouterr().err
