@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flatcar_infra.compiler import CompiledConfig, compile_config
+from flatcar_infra.compiler.yamlsrc import parse_yaml
 from flatcar_infra.errors import ConfigError, Diagnostic, UserError
 from flatcar_infra.limits import LIMITS, LimitExceeded, local_reads_within, read_regular_file
 from flatcar_infra.plan.effect import Notice
@@ -295,9 +296,14 @@ def _stack_files(tree: _Tree | None) -> dict[str, Path]:
 
 
 def _load_stack(tree: _Tree, path: Path) -> StackSpec:
+    """A stack file, checked against the limits (size, depth, alias expansion: a pull request
+    controls it) before PyYAML builds it."""
     try:
-        if not path.is_file():  # a FIFO or device: never read
-            raise UserError(f"{path}: a stack file must be a regular file")
+        label = _display(tree, path)
+        text = _read_text(path, label)
+        bounded = parse_yaml(text, label)
+        if any(d.is_error for d in bounded.diagnostics):
+            raise ConfigError(bounded.diagnostics)
         return load_stack_file(path)
     except UserError as exc:
         raise _relabel(exc, tree) from None

@@ -130,3 +130,14 @@ def test_ssh_key_files_outside_the_repository_are_not_read(based: Repo, cli: Cli
     code, out, err = plan(cli)
     assert code == 0, err
     assert "OutsideTheRepo" not in out and "reprovisioner" in out
+
+
+def test_a_hostile_stack_file_is_refused_at_its_line(based: Repo, cli: Cli) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    based.write("stacks/Pulumi.prod.yaml", "\n".join(lines) + "\nconfig: {x: *a9}\n")
+    code, _, err = plan(cli)
+    assert code == 1 and "stacks/Pulumi.prod.yaml:6:45: error: YAML document has more than" in err
+    based.write("stacks/Pulumi.prod.yaml", "config: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    code, _, err = plan(cli)
+    assert code == 1 and "nested more than 64 levels deep" in err and "Traceback" not in err
