@@ -62,7 +62,8 @@ def translate_clc(doc: SourceDoc, *, files_dir: Path | None, platform: str | Non
         return Translated(None, ctx.diagnostics)
     out: dict[str, Any] = {"ignition": {"version": VERSION}}
     if platform is not None and platform not in svc.PLATFORMS:
-        ctx.error(  # a given option, not a line: reported at the config's first line
+        # located at the config's first line: every error names a line, even one about an option
+        ctx.error(
             Mark(1, 1), f"unsupported platform {platform!r} (ct knows: {', '.join(svc.PLATFORMS)})", "$"
         )
     if doc.root is None or (isinstance(doc.root, YScalar) and doc.root.is_null):

@@ -16,9 +16,10 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from flatcar_infra.access import finish
 from flatcar_infra.compiler import CompiledConfig, compile_config
 from flatcar_infra.compiler.yamlsrc import parse_yaml
 from flatcar_infra.errors import ConfigError, Diagnostic, UserError
@@ -33,8 +34,9 @@ from flatcar_infra.stackconfig import (
     SecureValue,
     StackSpec,
     load_stack_file,
+    login_public_key,
+    machine_access,
     machine_variables,
-    read_ssh_public_key,
 )
 
 GIT_PREFIX = "git:"
@@ -211,6 +213,8 @@ def _compile(
     variables: Mapping[str, str] | None,
     snippets: Sequence[tuple[str, str]],
     platform: str | None,
+    *,
+    stamp: bool = True,
 ) -> CompiledConfig:
     # Stamped, as the stack program compiles it: the manifest (and so ``pulumi preview``) has the
     # stamp file ``/etc/flatcar-infra/config-hash`` too.
@@ -221,7 +225,7 @@ def _compile(
         variables=variables,
         snippets=snippets,
         platform=platform,
-        stamp_config=True,
+        stamp_config=stamp,
     )
 
 
@@ -330,24 +334,24 @@ def _relabel(exc: UserError, tree: _Tree) -> UserError:
 SSH_KEY_PLACEHOLDER = "ssh-ed25519 (the reprovisioner's login key)"
 
 
-def _ssh_public_key(spec: StackSpec, tree: _Tree) -> str:
-    """The ``ssh_public_key`` template variable, as the stack program passes it, when the stack
-    gives it or a key file inside the repository; otherwise (a key kept outside the repository, as
-    it should be, or a local VM's key) the placeholder: the plan reads nothing outside."""
+def _ssh_public_key(spec: StackSpec, machine: MachineSpec, tree: _Tree) -> str:
+    """The ``ssh_public_key`` template variable (and the first authorized key), as the stack
+    program passes it, when the stack gives the key or a key file inside the repository; otherwise
+    (a key kept outside the repository, as it should be, or a local VM's key) the placeholder:
+    ``plan --stack-dir`` reads nothing outside the repository."""
     ssh = spec.ssh
-    if isinstance(ssh.get("public_key"), str):
-        return str(ssh["public_key"]).strip()
     files = {k: str(ssh[k]) for k in ("public_key_file", "private_key_file") if k in ssh}
-    if not files and not isinstance(ssh.get("private_key"), str):
-        return SSH_KEY_PLACEHOLDER
+    given = isinstance(ssh.get("public_key"), str) or isinstance(ssh.get("private_key"), str)
+    if not given and not files:
+        return SSH_KEY_PLACEHOLDER  # the target's own key (a local VM's state): outside the repository
     try:
         for key, raw in files.items():
             path = tree.inside(raw, spec.source, f"ssh.{key}")
             if not path.is_file():
                 return SSH_KEY_PLACEHOLDER
             files[key] = str(path)
-        keyed = StackSpec(spec.target, spec.policy, {**ssh, **files}, spec.target_defaults, (), spec.source)
-        return read_ssh_public_key(keyed, tree.root) or SSH_KEY_PLACEHOLDER
+        keyed = replace(spec, ssh={**ssh, **files})
+        return login_public_key(keyed, machine, tree.root) or SSH_KEY_PLACEHOLDER
     except (UserError, KeyError):
         return SSH_KEY_PLACEHOLDER
 
@@ -361,24 +365,29 @@ def _variables(spec: MachineSpec, ssh_public_key: str) -> dict[str, str] | None:
 
 
 def _compile_machine(
-    tree: _Tree, spec: StackSpec, machine: MachineSpec, ssh_public_key: str
+    tree: _Tree, stack: StackSpec, spec: MachineSpec, ssh_public_key: str
 ) -> CompiledConfig:
+    """The config the stack program delivers: compiled, the machine's SSH access merged in
+    (``stackconfig.machine_access``, as the machine components do), stamped. Every path the stack
+    file gives is read through ``_Tree.inside``, and ``local:`` contents within the repository."""
     try:
-        key = f"machines[{spec.machines.index(machine)}]"
-        config = tree.inside(machine.config, spec.source, f"{key}.config")
+        key = f"machines[{stack.machines.index(spec)}]"
+        config = tree.inside(spec.config, stack.source, f"{key}.config")
         label = _display(tree, config)
         text = _read_text(config, label)
-        if machine.files_dir:
-            files_dir = tree.inside(machine.files_dir, spec.source, f"{key}.files_dir")
+        if spec.files_dir:
+            files_dir = tree.inside(spec.files_dir, stack.source, f"{key}.files_dir")
         else:
             files_dir = config.parent
         snippets = []
-        for i, s in enumerate(machine.snippets):
-            sp = tree.inside(s, spec.source, f"{key}.snippets[{i}]")
+        for i, s in enumerate(spec.snippets):
+            sp = tree.inside(s, stack.source, f"{key}.snippets[{i}]")
             snippets.append((_display(tree, sp), _read_text(sp, _display(tree, sp))))
         with local_reads_within(tree.top):
-            return _compile(text, label, files_dir, _variables(machine, ssh_public_key), snippets,
-                            machine.platform)
+            variables = _variables(spec, ssh_public_key)
+            compiled = _compile(text, label, files_dir, variables, snippets, spec.platform, stamp=False)
+        doc = machine_access(stack, spec, ssh_public_key).apply(compiled.ignition)
+        return finish(doc, source_kind=compiled.source_kind, warnings=compiled.warnings)
     except UserError as exc:
         raise _relabel(exc, tree) from None
 
@@ -457,14 +466,19 @@ def plan_stacks(
             assert spec_for_policy is not None
             policy = Policy.from_dict(spec_for_policy.policy)
             key_tree = new_tree if new_spec is not None or old_tree is None else old_tree
-            ssh_key = _ssh_public_key(spec_for_policy, key_tree)
+            # One login key for both sides unless the ssh settings changed (a key rotation shows)
+            same_ssh = old_spec is None or new_spec is None or old_spec.ssh == new_spec.ssh
             old_m = {m.name: m for m in old_spec.machines} if old_spec else {}
             new_m = {m.name: m for m in new_spec.machines} if new_spec else {}
             for mname in sorted(set(old_m) | set(new_m), key=_machine_order(old_m, new_m)):
                 o, n = old_m.get(mname), new_m.get(mname)
-                a = (_compile_machine(old_tree, old_spec, o, ssh_key)
-                     if o is not None and old_tree is not None and old_spec is not None else None)
-                b = _compile_machine(new_tree, new_spec, n, ssh_key) if n is not None and new_spec else None
+                key = _ssh_public_key(spec_for_policy, (n or o), key_tree)  # type: ignore[arg-type]
+                a = b = None
+                if o is not None and old_tree is not None and old_spec is not None:
+                    old_key = key if same_ssh else _ssh_public_key(old_spec, o, old_tree)
+                    a = _compile_machine(old_tree, old_spec, o, old_key)
+                if n is not None and new_spec is not None:
+                    b = _compile_machine(new_tree, new_spec, n, key)
                 machines.append(
                     plan_machine(
                         mname,

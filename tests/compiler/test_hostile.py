@@ -280,7 +280,7 @@ def test_render_output_refuses_special_files(tmp_path: Path, capsys: pytest.Capt
         path = out if out.startswith("/") else str(tmp_path / out)
         result: list[int] = []
         argv = ["render", str(tmp_path / "c.bu"), "-o", path]
-        t = threading.Thread(target=lambda a=argv, r=result: r.append(cli_main.main(a)))
+        t = threading.Thread(target=lambda a=argv, r=result: r.append(cli_main.main(a)), daemon=True)
         t.start()
         t.join(30)
         assert not t.is_alive() and result == [1], out
