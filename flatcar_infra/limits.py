@@ -4,7 +4,7 @@ Configs come from repositories anyone with commit access can change and are comp
 machines and in CI (``plan`` on every pull request). A config must never be able to hang, crash or
 exhaust the machine that compiles it, so every resource it can make us spend is bounded here, and
 going over a bound is a located error, never a traceback. The numbers are far above what a real
-config needs (the largest corpus config is 27 KiB, 9 levels deep, 2,100 nodes) and far below what
+config needs (the largest corpus config is 9 KiB, 9 levels deep, 200 nodes) and far below what
 hurts. docs/limits.md explains each one.
 """
 
