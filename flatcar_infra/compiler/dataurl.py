@@ -63,6 +63,15 @@ def decode_data_url_strict(url: str) -> bytes:
     """The bytes of a ``data:`` URL, refusing what Ignition refuses (``vincent-petithory/dataurl``:
     RFC 2397 media type and parameters, ``%`` escapes that must be hex, padded standard base64,
     ASCII only). ``ValueError`` carries that library's message."""
+    return _strict(url, decode=True)
+
+
+def check_data_url(url: str) -> None:
+    """``decode_data_url_strict`` without decoding: ``ValueError`` if Ignition refuses ``url``."""
+    _strict(url, decode=False)
+
+
+def _strict(url: str, *, decode: bool) -> bytes:
     if not url.startswith("data:"):
         raise ValueError("missing data prefix")
     header, comma, payload = url[5:].partition(",")
@@ -107,7 +116,7 @@ def decode_data_url_strict(url: str) -> bytes:
             raise ValueError("invalid data character")
         if len(payload) % 4 or (payload.endswith("=") and len(payload.rstrip("=")) % 4 == 1):
             raise ValueError("illegal base64 data (bad padding)")
-        return base64.b64decode(payload)
+        return base64.b64decode(payload) if decode else b""
     if not _URL_CHARS_RE.fullmatch(payload):
         raise ValueError("invalid data character")
     bad = _BAD_ESCAPE_RE.search(payload)
@@ -115,4 +124,4 @@ def decode_data_url_strict(url: str) -> bytes:
         if len(bad.group()) < 3:
             raise ValueError("rfc2396: unexpected end of unescape sequence")
         raise ValueError("rfc2396: invalid char 0x25 in unescape sequence")
-    return urllib.parse.unquote_to_bytes(payload)
+    return urllib.parse.unquote_to_bytes(payload) if decode else b""

@@ -103,12 +103,12 @@ def describe_butane_versions() -> str:
     return ", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else parts[0]
 
 
+_SINCE = {f: b for b in reversed(BUTANE_VERSIONS.values()) for f in b.added}
+
+
 def since(field_path: str) -> ButaneVersion | None:
     """The first Butane version with ``field_path``; ``None`` when it is in every version."""
-    for b in BUTANE_VERSIONS.values():
-        if field_path in b.added:
-            return b
-    return None
+    return _SINCE.get(field_path)
 
 
 def available(field_path: str, version: ButaneVersion) -> bool:
