@@ -25,7 +25,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -36,7 +36,7 @@ from pulumi.runtime import rpc
 from flatcar_infra.errors import UserError
 from flatcar_infra.reprovision.plan import DELIVERIES, INPUT_KEYS, Desired, diff_props
 from flatcar_infra.reprovision.policy import Policy, PolicyError
-from flatcar_infra.ssh import SshTarget
+from flatcar_infra.ssh import SshTarget, fingerprint
 
 SECRET_OUTPUTS = ("private_key", "config")
 RESULT_KEYS = ("applied_hash", "boot_id", "machine_id", "system_state", "rebooted", "phases",
@@ -110,6 +110,10 @@ def check_inputs(news: Mapping[str, Any]) -> list[tuple[str, str]]:
             Policy.from_dict(_plain(news.get("policy")))
         except PolicyError as exc:
             failures.append(("policy", exc.message))
+    if known("platform_keys"):
+        keys = news.get("platform_keys") or []
+        if not isinstance(keys, list) or not all(isinstance(k, str) and len(k.split()) >= 2 for k in keys):
+            failures.append(("platform_keys", "expected a list of OpenSSH public key lines"))
     if known("manifest") and not isinstance(news.get("manifest") or {}, dict):
         failures.append(("manifest", "expected a map of entry → digest"))
     if all(known(k) for k in ("config", "config_hash", "policy", "delivery")) and not failures:
@@ -169,14 +173,16 @@ def _apply(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: str) -> 
         stamp = f" {elapsed:.1f}s" if elapsed is not None else ""
         _log(f"[{host} {phase}{stamp}] {message}")
 
-    host_key = news.get("host_key") or (olds or {}).get("host_key") or None
+    d = diff_props({k: _plain(v) for k, v in olds.items()}, news) if olds is not None else None
+    new_machine = op == "create" or (d is not None and d.action == "new-machine")
+    # A pin belongs to one machine: a replaced machine (new identity) never inherits the old key.
+    host_key = news.get("host_key") or (None if new_machine else (olds or {}).get("host_key")) or None
     policy = desired.policy
     if not host_key:
         report("connect", "no host key given: waiting for SSH and capturing it (trust on first use)")
         host_key = run_sync(lambda: _capture_key(news, policy.reboot_timeout, report))
-        report("connect", f"host key captured: {host_key.split()[0]}")
+        report("connect", f"host key captured on first use: {fingerprint(host_key)}; pinned from now on")
     target = target_of(news, host_key)
-    d = diff_props({k: _plain(v) for k, v in olds.items()}, news) if olds is not None else None
     result: dict[str, Any]
     if policy.strategy in ("ignore", "replace"):
         state = run_sync(lambda: read_applied(target, wait=policy.reboot_timeout if op == "create" else 0))
@@ -190,7 +196,7 @@ def _apply(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: str) -> 
         result = outcome.to_outputs("reconnected")
     else:
         outcome = run_sync(lambda: ensure(target, desired, report=report,
-                                          first_boot_wait=policy.reboot_timeout if op == "create" else 0))
+                                          first_boot_wait=policy.reboot_timeout if new_machine else 0))
         host_key = outcome.host_key or host_key
         result = outcome.to_outputs("reprovisioned" if outcome.rebooted else "verified")
     report("done", result["last_action"], time.monotonic() - t0)
@@ -225,6 +231,7 @@ def _outputs(news: Mapping[str, Any], host_key: str | None, result: Mapping[str,
     outs["user"] = outs.get("user") or "core"
     outs["delivery"] = outs.get("delivery") or "file"
     outs["manifest"] = dict(outs.get("manifest") or {})
+    outs["platform_keys"] = [str(k) for k in outs.get("platform_keys") or ()]
     outs["host_key"] = host_key
     for k in RESULT_KEYS:
         outs[k] = result.get(k)
@@ -238,6 +245,11 @@ class Reprovision(dyn.Resource, module="flatcar-infra", name="Reprovision"):
     """A machine's config applied in place. Outputs: every input plus ``host_key`` (captured on
     first use when not given), ``applied_hash`` (the stamp the host proved), ``boot_id``,
     ``machine_id``, ``system_state``, ``rebooted``, ``phases`` (seconds per phase), ``warnings``.
+
+    ``machine_identity``: the cloud's id of the machine (instance/droplet id); when it changes the
+    machine was replaced, so the old host key pin is dropped and the new machine's first boot is
+    awaited. ``platform_keys``: SSH public keys the platform installs on every boot (cloud
+    metadata), which count as authorized when checking that a config cannot lock the operator out.
 
     ``delete`` does nothing on the host: the machine resource owns the machine.
     """
@@ -272,6 +284,8 @@ class Reprovision(dyn.Resource, module="flatcar-infra", name="Reprovision"):
         policy: Policy | pulumi.Input[dict[str, Any]] | None = None,
         delivery: pulumi.Input[str] = "file",
         config_url: pulumi.Input[str] | None = None,
+        machine_identity: pulumi.Input[str] | None = None,
+        platform_keys: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         if isinstance(policy, Policy):
@@ -285,7 +299,8 @@ class Reprovision(dyn.Resource, module="flatcar-infra", name="Reprovision"):
             "private_key": pulumi.Output.secret(private_key),
             "host_key": host_key, "config": config, "config_hash": config_hash,
             "manifest": manifest or {}, "policy": policy, "delivery": delivery,
-            "config_url": config_url,
+            "config_url": config_url, "machine_identity": machine_identity,
+            "platform_keys": platform_keys or [],
         }
         for k in RESULT_KEYS:
             props[k] = None

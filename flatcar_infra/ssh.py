@@ -86,6 +86,16 @@ def normalize_host_key(line: str) -> str:
     return key.export_public_key("openssh").decode().split()[0] + " " + parts[1]
 
 
+def fingerprint(host_key: str) -> str:
+    """``SHA256:…`` as ``ssh-keygen -lf`` prints it: what people compare against a console."""
+    parts = host_key.strip().split()
+    try:
+        key = asyncssh.import_public_key(f"{parts[0]} {parts[1]}")
+    except (asyncssh.KeyImportError, ValueError, IndexError) as exc:
+        raise UserError(f"invalid host key: {exc}") from None
+    return f"{parts[0]} {key.get_fingerprint('sha256')}"
+
+
 async def fetch_host_key(host: str, port: int, *, timeout: float = 10.0) -> str:
     """The host key a server presents, for trust on first use (no login, no command)."""
     try:

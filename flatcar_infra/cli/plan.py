@@ -16,11 +16,11 @@ from typing import Any
 from flatcar_infra import ui
 from flatcar_infra.cli.options import parse_vars
 from flatcar_infra.errors import UsageError
-from flatcar_infra.plan.diff import SecretRules
 from flatcar_infra.plan.model import Plan
 from flatcar_infra.plan.render import RENDERERS, render_json, render_markdown, render_text
 from flatcar_infra.plan.sources import CompileOptions, plan_files, plan_stacks
 from flatcar_infra.reprovision.policy import STRATEGIES, Policy
+from flatcar_infra.secrets import SecretRules
 
 EXIT_CHANGES = 3
 

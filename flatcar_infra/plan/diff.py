@@ -6,7 +6,8 @@ and ``pulumi preview --diff`` of the ``Reprovision`` resource (whose ``manifest`
 map) list the same entries; the plan only adds the detail a digest hides.
 
 Secrets never leave this module as text: password hashes, HTTP header values, URL credentials and
-query strings (presigned URLs), contents of secret-looking paths and of anything carrying the
+query strings (presigned URLs), contents of secret-looking paths, contents that look secret
+(``flatcar_infra.secrets``: keys, passwords, tokens, auth JSON) and anything carrying the
 secret-variable marker are reduced to "(secret, changed)". A secret's own digest is not shown
 either: only the manifest digest of its whole entry, which ``pulumi preview`` shows anyway.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import binascii
 import difflib
-import fnmatch
 import gzip
 import hashlib
 import re
@@ -29,35 +29,12 @@ from flatcar_infra.compiler.api import STAMP_PATH
 from flatcar_infra.compiler.dataurl import decode_data_url
 from flatcar_infra.manifest import digest, manifest_entries
 from flatcar_infra.plan.display import abbreviate_key, human_size, mask_url, short_hash
+from flatcar_infra.secrets import SECRET_MARKER, SecretRules, content_reason
 
 MAX_DIFF_BYTES: Final = 64 * 1024
 MAX_DIFF_LINES: Final = 400
 SAME_BYTES: Final = "same bytes, encoding changed"
 
-# Put into a compiled config in place of a value the plan must not know (a Pulumi ``secure:``
-# stack variable); anything that contains it is treated as secret.
-SECRET_MARKER: Final = "@@flatcar-infra-secret@@"
-
-# Matched (case-insensitively) against the last path component of files, directories and links
-# and against unit and drop-in names.
-DEFAULT_SECRET_NAMES: Final = (
-    "*.key",
-    "*.pem",
-    "*.p12",
-    "*.pfx",
-    "*.keytab",
-    "*secret*",
-    "*token*",
-    "*password*",
-    "*credential*",
-    "id_rsa*",
-    "id_dsa*",
-    "id_ecdsa*",
-    "id_ed25519*",
-    "shadow",
-    "gshadow",
-    ".netrc",
-)
 _SECRET_FIELDS: Final = frozenset({"passwordHash"})
 _SECRET_RESOURCES: Final = frozenset({"keyFile"})  # luks key files
 
@@ -96,21 +73,6 @@ _KIND_CATEGORY: Final = {
     "kernel-arg": "kernel-arg",
 }
 _CATEGORY_ORDER: Final = {c: i for i, (c, _) in enumerate(CATEGORIES)}
-
-
-@dataclass(frozen=True)
-class SecretRules:
-    """What counts as secret beyond the built-in rules: ``globs`` match the whole path or unit
-    name with ``fnmatch`` (``*`` also crosses ``/``), e.g. ``/etc/app/*`` or ``*.env``."""
-
-    globs: tuple[str, ...] = ()
-    names: tuple[str, ...] = DEFAULT_SECRET_NAMES
-
-    def matches(self, name: str) -> bool:
-        base = name.rstrip("/").rsplit("/", 1)[-1].lower()
-        if any(fnmatch.fnmatchcase(base, pat) for pat in self.names):
-            return True
-        return any(fnmatch.fnmatchcase(name, g) for g in self.globs)
 
 
 @dataclass(frozen=True)
@@ -533,7 +495,9 @@ def _compare(label: str, name: str, o: _Side, n: _Side, secret: bool) -> Content
 
 
 def _bytes_marked(data: bytes | None) -> bool:
-    return data is not None and SECRET_MARKER.encode() in data
+    """Secret by content (a private key, ``DB_PASSWORD=``, a token, a Pulumi secret's marker):
+    decided by ``flatcar_infra.secrets``, the same rules that keep secrets out of public objects."""
+    return data is not None and content_reason(data) is not None
 
 
 def _redact(side: ContentSide | None) -> ContentSide | None:

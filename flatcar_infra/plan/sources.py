@@ -21,10 +21,10 @@ from pathlib import Path
 
 from flatcar_infra.compiler import CompiledConfig, compile_config
 from flatcar_infra.errors import ConfigError, Diagnostic, UserError
-from flatcar_infra.plan.diff import SECRET_MARKER, SecretRules
 from flatcar_infra.plan.effect import Notice
 from flatcar_infra.plan.model import MachinePlan, Plan, plan_machine
 from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.secrets import SECRET_MARKER, SecretRules
 from flatcar_infra.stackconfig import (
     MachineSpec,
     SecureValue,

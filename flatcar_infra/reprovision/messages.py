@@ -18,10 +18,18 @@ APPLIED = "the host rebooted into the new config"
 
 
 class ReprovisionError(UserError):
-    """A reprovision stopped. ``host_state`` is one of the constants above (or a sentence)."""
+    """A reprovision stopped. ``host_state`` is one of the constants above (or a sentence).
 
-    def __init__(self, message: str, host_state: str, advice: str | None = None) -> None:
+    ``applied_hash``: the config hash the host was last proven to run when the run stopped (None
+    when unknown); ``rolled_back``: the host was brought back to its previous config by this run.
+    Callers that drive many hosts (rollouts) classify results by these two, never by the text.
+    """
+
+    def __init__(self, message: str, host_state: str, advice: str | None = None, *,
+                 applied_hash: str | None = None, rolled_back: bool = False) -> None:
         self.host_state = host_state
+        self.applied_hash = applied_hash
+        self.rolled_back = rolled_back
         super().__init__(f"{message}\n  host state: {host_state}", advice)
 
 

@@ -33,6 +33,8 @@ IGNITION_BY_RELEASE: tuple[tuple[int, str, str], ...] = (
 release newer than the last anchor gets the newest known."""
 
 STATE_FILE = f"{STATE_DIR}/reprovision.json"
+STAGED_CONFIG = f"{STATE_DIR}/staged-config.ign"
+"""File delivery: the config is written here (root only, 0600) and handed to ``flatcar-reset -F``."""
 LOCK_DIR = "/run/flatcar-infra"
 LOCK_FILE = f"{LOCK_DIR}/reprovision.lock"
 OEM_CONFIG = "/oem/config.ign"
@@ -431,10 +433,13 @@ def _same_unhashed(old: str, new: str) -> bool:
 
 CONNECTION_KEYS = ("host", "port", "user", "private_key", "host_key")
 CONFIG_KEYS = ("config", "config_hash", "manifest", "delivery", "config_url")
-POLICY_KEYS = ("policy",)
-INPUT_KEYS = (*CONNECTION_KEYS, *CONFIG_KEYS, *POLICY_KEYS)
+POLICY_KEYS = ("policy", "platform_keys")
+IDENTITY_KEYS = ("machine_identity",)
+"""The cloud's id of the machine (instance or droplet id): when it changes, another machine answers
+at the address, so the host key pinned for the old one must not be reused."""
+INPUT_KEYS = (*CONNECTION_KEYS, *CONFIG_KEYS, *POLICY_KEYS, *IDENTITY_KEYS)
 
-Action = Literal["none", "record", "connect", "reprovision", "replace"]
+Action = Literal["none", "record", "connect", "reprovision", "replace", "new-machine"]
 
 
 @dataclass(frozen=True)
@@ -461,6 +466,8 @@ def _norm(key: str, value: Any) -> Any:
             return value
     if key == "host_key" and isinstance(value, str):
         return " ".join(value.split()[:2])
+    if key == "platform_keys":
+        return sorted(" ".join(str(k).split()[:2]) for k in value or ())
     return value
 
 
@@ -500,6 +507,10 @@ def diff_props(olds: Mapping[str, Any], news: Mapping[str, Any],
         reps = tuple(k for k in ("host", "config_hash") if k in changed)
         if reps:
             return PropDiff(tuple(sorted(changed)), "replace", reps, tuple(sorted(unknown)))
+    old_identity = olds.get("machine_identity")
+    if old_identity is not None and "machine_identity" in changed:
+        # a replaced machine: wait for its first boot, pin its key afresh, then converge it
+        return PropDiff(tuple(sorted(changed)), "new-machine", (), tuple(sorted(unknown)))
     if (config_changed or drift) and strategy not in ("ignore", "replace"):
         action: Action = "reprovision"
     elif any(k in changed for k in CONNECTION_KEYS):

@@ -34,6 +34,7 @@ from flatcar_infra.reprovision.facts import as_root, gather_facts
 from flatcar_infra.reprovision.plan import (
     LOCK_DIR,
     LOCK_FILE,
+    STAGED_CONFIG,
     STATE_FILE,
     Desired,
     HostFacts,
@@ -164,16 +165,34 @@ def keep_regex(keep_paths: tuple[str, ...]) -> str:
     return "(" + "|".join(parts) + ")"
 
 
+ROOT_VIEW = (
+    'if [ -z "$R" ] && mountpoint -q /etc; then umount /etc || '
+    '{ echo "cannot unmount the /etc overlay in a private mount namespace" >&2; exit 3; }; fi\n'
+    'cd "$R/" || exit 1\n'
+)
+"""Shell prologue that shows ROOT as flatcar-reset and the initramfs see it: on current Flatcar
+``/etc`` is an overlay (lower dir on USR), so ROOT's own ``/etc`` (the upper dir, where the host keys
+live) is only visible with the overlay unmounted. Run inside ``unshare -m`` (see ``root_argv``)."""
+
+
+def root_argv(s: SshSession, script: str, env: dict[str, str], *, root: str = "") -> list[str]:
+    """``sh -c SCRIPT`` as root in a private mount namespace (the real host; ``root`` = "") or
+    directly on a scratch tree (``root`` set, tests): the overlay unmount never leaks out."""
+    argv = ["env", *(f"{k}={v}" for k, v in {"R": root, **env}.items()), "sh", "-c", ROOT_VIEW + script]
+    if not root:
+        argv = ["unshare", "-m", "--propagation", "private", *argv]
+    return as_root(s, argv)
+
+
 async def list_kept(s: SshSession, keep_paths: tuple[str, ...], *, root: str = "") -> list[KeptEntry]:
-    """Regular files and symlinks on ROOT that the regexes keep (other filesystems not entered)."""
+    """Regular files and symlinks on ROOT that the regexes keep (other filesystems not entered),
+    seen the way flatcar-reset sees them (with the /etc overlay unmounted)."""
     script = (
-        'cd "$R/" || exit 1\n'
         "find . -xdev -mindepth 1 \\( -type f -o -type l \\) -printf '/%P\\0' "
         '| grep -zEx -e "$RX" | sed -z "s|^|.|" '
         "| xargs -0r stat --printf '%f\\t%s\\t%Y\\t%n\\0' --\n"
     )
-    res = await s.run(as_root(s, ["env", f"R={root}", f"RX={keep_regex(keep_paths)}", "sh", "-c", script]),
-                      timeout=300)
+    res = await s.run(root_argv(s, script, {"RX": keep_regex(keep_paths)}, root=root), timeout=300)
     if not res.ok and not res.stdout:
         raise SshError(f"cannot list the kept files on {s.target.host}: "
                        f"{res.stderr.decode(errors='replace').strip()}")
@@ -194,8 +213,7 @@ async def hash_files(s: SshSession, paths: list[str], *, root: str = "") -> dict
     if not paths:
         return {}
     data = b"".join(b"." + p.encode("utf-8", errors="surrogateescape") + b"\0" for p in paths)
-    res = await s.run(as_root(s, ["env", f"R={root}", "sh", "-c",
-                                  'cd "$R/" && xargs -0r sha256sum -z --']), input=data, timeout=600)
+    res = await s.run(root_argv(s, "xargs -0r sha256sum -z --", {}, root=root), input=data, timeout=600)
     out: dict[str, str] = {}
     for rec in res.stdout.split(b"\0"):
         if rec:
@@ -227,7 +245,9 @@ def reset_argv(d: Desired, *, preview: str | None = None) -> list[str]:
     if d.policy.keep_machine_id:
         argv.append("--keep-machine-id")
     if d.delivery == "file":
-        argv += ["-F", "-"]
+        # flatcar-reset runs ``cp FILE /oem/config.ign``: it needs a file on the host ("-" is a file
+        # named "-", not standard input), so the config is written to STAGED_CONFIG first.
+        argv += ["-F", STAGED_CONFIG]
     elif d.delivery == "url":
         argv += ["-U", str(d.config_url)]
     keep = _keep(d)
@@ -486,9 +506,10 @@ async def _stage(s: SshSession, d: Desired, facts: HostFacts, plan: Plan, timer:
                           tuple(sorted(build_manifest(_json(d.config)).items())))
         await s.run(as_root(s, ["mkdir", "-p", "-m", "0700", f"{root}{STATE_DIR}"]), check=True)
         await s.write_file(f"{root}{STATE_FILE}", staging.to_json(), mode=0o600, sudo=s.target.user != "root")
+        if d.delivery == "file":
+            await s.write_file(f"{root}{STAGED_CONFIG}", d.config, mode=0o600, sudo=s.target.user != "root")
         try:
-            res = await s.run(as_root(s, reset_argv(d)), input=d.config if d.delivery == "file" else None,
-                              timeout=120)
+            res = await s.run(as_root(s, reset_argv(d)), timeout=120)
         except SshError as exc:
             raise messages.lost_before_reboot(host, exc.message) from None
         if not res.ok:

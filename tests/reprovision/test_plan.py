@@ -256,6 +256,23 @@ def test_diff_connection_only_changes_do_not_reboot() -> None:
     assert diff_props(_olds(d), _props(d, host_key="ssh-ed25519 AAAA me@x")).action == "none"
 
 
+def test_diff_new_machine_identity_drops_the_pin() -> None:
+    d = desired()
+    olds = _olds(d, machine_identity="i-0aaa")
+    r = diff_props(olds, _props(d, machine_identity="i-0bbb"))
+    assert r.action == "new-machine" and r.changed == ("machine_identity",)
+    assert diff_props(olds, _props(d, machine_identity="i-0aaa")).action == "none"
+    # state written before the field existed: recording the identity is not a new machine
+    assert diff_props(_olds(d), _props(d, machine_identity="i-0aaa")).action == "record"
+
+
+def test_diff_platform_keys_compare_as_a_set_of_keys() -> None:
+    d = desired()
+    olds = _olds(d, platform_keys=["ssh-ed25519 AAAA a@b", "ssh-rsa BBBB"])
+    assert diff_props(olds, _props(d, platform_keys=["ssh-rsa BBBB x", "ssh-ed25519 AAAA"])).action == "none"
+    assert diff_props(olds, _props(d, platform_keys=["ssh-rsa BBBB"])).action == "record"
+
+
 def test_diff_policy_only_is_recorded() -> None:
     d = desired()
     r = diff_props(_olds(d), _props(d, policy=Policy(keep_paths=("/var/log",)).to_dict()))
@@ -302,10 +319,12 @@ def test_messages_say_the_host_state_and_what_to_do() -> None:
 
 
 def test_reset_arguments() -> None:
+    from flatcar_infra.reprovision.plan import STAGED_CONFIG
     from flatcar_infra.reprovision.procedure import keep_regex, reset_argv
 
     d = desired(policy=Policy(keep_paths=("/var/lib/app/",)))
-    assert reset_argv(d) == ["flatcar-reset", "--keep-machine-id", "-F", "-", "--keep-paths",
+    # real flatcar-reset runs `cp FILE /oem/config.ign`: "-" would be a file named "-"
+    assert reset_argv(d) == ["flatcar-reset", "--keep-machine-id", "-F", STAGED_CONFIG, "--keep-paths",
                              "/etc/ssh/ssh_host_.*", "/var/lib/flatcar-infra", "/var/lib/app/"]
     u = desired(policy=Policy(keep_machine_id=False), delivery="url", config_url="http://h/c.ign")
     assert reset_argv(u)[:3] == ["flatcar-reset", "-U", "http://h/c.ign"]
