@@ -63,18 +63,23 @@ from flatcar_infra.compiler.yamlsrc import (
 from flatcar_infra.errors import Diagnostic, Severity
 
 _MISSING: Any = object()
-_TRUE = frozenset({"true", "True", "TRUE", "y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})
-_FALSE = frozenset({"false", "False", "FALSE", "n", "N", "no", "No", "NO", "off", "Off", "OFF"})
+_TRUE_11 = frozenset({"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})
+_FALSE_11 = frozenset({"n", "N", "no", "No", "NO", "off", "Off", "OFF"})
+_TRUE = _TRUE_11 | {"true", "True", "TRUE"}
+_FALSE = _FALSE_11 | {"false", "False", "FALSE"}
 _GO_INT = re.compile(r"^[-+]?(0[bB][01]+|0[oO]?[0-7]+|0[xX][0-9a-fA-F]+|[1-9][0-9]*|0)$")
 _INT_TAG = "tag:yaml.org,2002:int"
 
 
 def butane_bool(node: YNode) -> bool:
-    """A boolean field as go-yaml v3 decodes it (YAML 1.1 ``yes``/``on`` included, even quoted)."""
+    """A boolean field as go-yaml v3 decodes it: ``true``/``True``/``TRUE`` (and ``false``) as
+    YAML 1.2 booleans, plus, for a field that is a boolean, the YAML 1.1 words ``y``/``yes``/``on``
+    (``n``/``no``/``off``, in three spellings) — those even quoted, as they are strings to it."""
     if isinstance(node, YScalar) and node.tag != BINARY_TAG:
-        if node.value in _TRUE:
+        words = (_TRUE, _FALSE) if node.plain else (_TRUE_11, _FALSE_11)
+        if node.value in words[0]:
             return True
-        if node.value in _FALSE:
+        if node.value in words[1]:
             return False
     raise TypeMismatch(f"expected a boolean (true/false), found {describe(node)}")
 

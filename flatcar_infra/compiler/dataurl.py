@@ -90,8 +90,8 @@ def _strict(url: str, *, decode: bool) -> bytes:
             ("text", "image", "audio", "video", "application", "message", "multipart")
         ):
             raise ValueError("invalid media type")
-        if not subtype or not all(_token_char(c) for c in subtype):
-            raise ValueError("invalid character for media subtype" if subtype else "incomplete media type")
+        if not all(_token_char(c) for c in subtype):  # an empty subtype is accepted
+            raise ValueError("invalid character for media subtype")
     for i, param in enumerate(params[1:], 1):
         attr, eq, value = param.partition("=")
         if not attr:

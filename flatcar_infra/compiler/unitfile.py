@@ -86,6 +86,7 @@ class _Reader:
         return b"\n" not in window and b"\r" not in window
 
 
+_SPACE_CHARS = "".join(sorted(_SPACE))
 _SPACE_RUN = re.compile("[" + "".join(sorted(_SPACE)).replace("\\", "") + "]*")
 _NAME_END = re.compile(r"[=\r\n]")
 _FIRST_MARK = re.compile(r"[\[#;]")
@@ -153,7 +154,7 @@ def _parse_lines(t: str) -> UnitText:
                 raise UnitSyntaxError("unable to find end of section")
             section = t[pos + 1 : k]
             end = eol(k + 1)
-            garbage = t[k + 1 : end].removesuffix("\n").removesuffix("\r").strip("".join(_SPACE))
+            garbage = t[k + 1 : end].removesuffix("\n").removesuffix("\r").strip(_SPACE_CHARS)
             if garbage:
                 raise UnitSyntaxError(f"found garbage after section name {section}: {garbage!r}")
             out.sections.append(section)
@@ -217,11 +218,9 @@ def _parse_exact(data: bytes) -> UnitText:
             section = name[:-1].decode("utf-8", errors="replace")
             if r.line_too_long():
                 raise UnitSyntaxError(f"line too long (max {LINE_MAX} bytes)")
-            garbage = to_eol().strip()
+            garbage = to_eol().decode("utf-8", errors="replace").strip(_SPACE_CHARS)
             if garbage:
-                raise UnitSyntaxError(
-                    f"found garbage after section name {section}: {garbage.decode(errors='replace')!r}"
-                )
+                raise UnitSyntaxError(f"found garbage after section name {section}: {garbage!r}")
             out.sections.append(section)
             state = "body"
             continue

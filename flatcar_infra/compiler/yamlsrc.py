@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - pure-Python fallback
 STR_TAG = "tag:yaml.org,2002:str"
 BINARY_TAG = "tag:yaml.org,2002:binary"
 NULL_TAG = "tag:yaml.org,2002:null"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 _TRUE = {"y", "yes", "true", "on"}
 _FALSE = {"n", "no", "false", "off"}
@@ -144,6 +145,7 @@ def _convert(
             seq.items.append(_convert(item, filename, diags, flattener, seen, f"{path}.{i}"))
         return seq
     assert isinstance(node, yaml.MappingNode)
+    own = sum(1 for k, _ in node.value if k.tag != MERGE_TAG)
     try:
         flattener.flatten_mapping(node)
     except yaml.MarkedYAMLError as exc:
@@ -151,14 +153,22 @@ def _convert(
         diags.append(Diagnostic(filename, m.line, m.col, Severity.ERROR, f"YAML: {exc.problem}", path))
     ymap = YMap({}, {}, mark)
     seen[id(node)] = ymap
-    for key_node, value_node in node.value:
+    merged_pairs = len(node.value) - own  # flatten_mapping puts the merged ("<<") pairs first
+    merged: set[str] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         kmark = _mark(key_node.start_mark)
         if not isinstance(key_node, yaml.ScalarNode):
             diags.append(Diagnostic(filename, kmark.line, kmark.col, Severity.ERROR,
                                     "mapping keys must be strings", path))
             continue
         key = str(key_node.value)
-        if key in ymap.items:
+        if index < merged_pairs:  # a key from a merge: the first source that has it wins
+            if key in ymap.items:
+                continue
+            merged.add(key)
+        elif key in merged:  # an explicit key overrides a merged one (YAML merge keys)
+            merged.discard(key)
+        elif key in ymap.items:
             diags.append(Diagnostic(filename, kmark.line, kmark.col, Severity.ERROR,
                                     f"duplicate key {key!r}", f"{path}.{key}"))
             continue

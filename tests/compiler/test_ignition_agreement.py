@@ -96,7 +96,9 @@ MODES = st.one_of(
     st.sampled_from([0o644, 0o755, 0o600, 0o4755, 0o2755, 0o1777, 644, 755, 0o7777, 0o10000, -1]),
     st.integers(0, 0o7777),
 )
-OWNER = st.fixed_dictionaries({}, optional={"id": st.integers(0, 2000), "name": st.sampled_from(["core", ""])})
+OWNER = st.fixed_dictionaries(
+    {}, optional={"id": st.integers(0, 2000), "name": st.sampled_from(["core", ""])}
+)
 NODE = {"path": PATHS}
 NODE_OPT = {"overwrite": st.booleans(), "user": OWNER, "group": OWNER}
 FILE = st.fixed_dictionaries(
@@ -146,9 +148,7 @@ FILESYSTEM = st.fixed_dictionaries(
         "mountOptions": st.lists(st.sampled_from(["noatime"]), max_size=2),
     },
 )
-TANG = st.fixed_dictionaries(
-    {}, optional={"url": URLS, "thumbprint": st.sampled_from(["", "abc"])}
-)
+TANG = st.fixed_dictionaries({}, optional={"url": URLS, "thumbprint": st.sampled_from(["", "abc"])})
 CLEVIS = st.fixed_dictionaries(
     {},
     optional={
