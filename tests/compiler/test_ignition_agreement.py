@@ -286,6 +286,86 @@ def as_butane(doc: Any) -> Any:
     return doc
 
 
+def _clc_resource(res: dict[str, Any]) -> dict[str, Any]:
+    source = res.get("source", "")
+    if source.startswith("data:") and "," in source:
+        return {"inline": source.partition(",")[2]}
+    remote: dict[str, Any] = {"url": source}
+    if res.get("compression"):
+        remote["compression"] = res["compression"]
+    function, _, digest = res.get("verification", {}).get("hash", "").partition("-")
+    if function:
+        remote["verification"] = {"hash": {"function": function, "sum": digest}}
+    return {"remote": remote}
+
+
+def as_clc(doc: dict[str, Any]) -> dict[str, Any]:
+    """The same config as a Container Linux Config (ct's spelling and structure)."""
+    st_ = doc.get("storage", {})
+    out: dict[str, Any] = {}
+
+    def node(n: dict[str, Any]) -> dict[str, Any]:
+        keep = {k: n[k] for k in ("path", "mode", "overwrite", "user", "group", "target", "hard") if k in n}
+        return {"filesystem": "root", **keep}
+
+    storage: dict[str, Any] = {
+        "files": [
+            {**node(f), **({"contents": _clc_resource(f["contents"])} if "contents" in f else {})}
+            for f in st_.get("files", [])
+        ],
+        "directories": [node(d) for d in st_.get("directories", [])],
+        "links": [node(lk) for lk in st_.get("links", []) if lk.get("target")],
+        "disks": [
+            {
+                "device": d["device"],
+                "wipe_table": d.get("wipeTable", False),
+                "partitions": [
+                    {
+                        **{k: p[k] for k in ("number", "label", "guid") if k in p},
+                        **({"type_guid": p["typeGuid"]} if "typeGuid" in p else {}),
+                        **({"size": f"{p['sizeMiB']}MiB"} if "sizeMiB" in p else {}),
+                        **({"start": f"{p['startMiB']}MiB"} if "startMiB" in p else {}),
+                    }
+                    for p in d.get("partitions", [])
+                ],
+            }
+            for d in st_.get("disks", [])
+        ],
+        "raid": st_.get("raid", []),
+        "filesystems": [
+            {
+                "name": f"fs{i}",
+                "mount": {
+                    "device": fs["device"],
+                    "format": fs.get("format", "ext4") or "ext4",
+                    **{_snake(k): fs[k] for k in ("label", "uuid", "wipeFilesystem", "options") if k in fs},
+                },
+            }
+            for i, fs in enumerate(st_.get("filesystems", []))
+        ],
+    }
+    out["storage"] = storage
+    units = doc.get("systemd", {}).get("units", [])
+    out["systemd"] = {"units": units}
+    networkd = [u for u in units if u.get("name", "").endswith(".service") and "contents" in u]
+    out["networkd"] = {
+        "units": [{"name": f"n{i}.network", "contents": u["contents"]} for i, u in enumerate(networkd)]
+    }
+    pw = doc.get("passwd", {})
+    out["passwd"] = {
+        "users": [
+            {
+                **{k: u[k] for k in ("name", "uid", "groups") if k in u},
+                **({"ssh_authorized_keys": u["sshAuthorizedKeys"]} if "sshAuthorizedKeys" in u else {}),
+                **({"home_dir": u["homeDir"]} if "homeDir" in u else {}),
+            }
+            for u in pw.get("users", [])
+        ],
+        "groups": pw.get("groups", []),
+    }
+    return out
+
+
 def agree(source: str, kind: str) -> None:
     """Ours accepts -> the real Ignition accepts; count what each does."""
     try:
@@ -301,7 +381,7 @@ def agree(source: str, kind: str) -> None:
                 COUNTS["ign: rejected by us only"] += 1
                 STRICTER.append((source, [str(d) for d in exc.diagnostics if d.is_error]))
         return
-    assert compiled.version == "3.3.0"
+    assert compiled.version in ("3.3.0", "3.4.0")
     try:
         ignition_validate(compiled.canonical, allow_warnings=True)
     except IgnitionFailed as exc:  # pragma: no cover - the failure this test exists to find
@@ -322,10 +402,19 @@ def test_ignition_accepts_every_raw_ignition_config_we_accept(doc: dict[str, Any
 @pytest.mark.ignition
 @requires_ignition
 @SETTINGS
+@given(doc=CONFIG, version=st.sampled_from(["1.0.0", "1.1.0"]))
+def test_ignition_accepts_every_butane_config_we_accept(doc: dict[str, Any], version: str) -> None:
+    """Butane 1.1.0 emits spec 3.4.0, which Ignition 2.14 checks as its ``3.4.0-experimental``."""
+    body = as_butane(doc)
+    agree(yaml.safe_dump({"variant": "flatcar", "version": version, **body}, sort_keys=False), "bu")
+
+
+@pytest.mark.ignition
+@requires_ignition
+@SETTINGS
 @given(doc=CONFIG)
-def test_ignition_accepts_every_butane_config_we_accept(doc: dict[str, Any]) -> None:
-    body = as_butane({k: v for k, v in doc.items()})
-    agree(yaml.safe_dump({"variant": "flatcar", "version": "1.0.0", **body}, sort_keys=False), "bu")
+def test_ignition_accepts_every_clc_we_accept(doc: dict[str, Any]) -> None:
+    agree(yaml.safe_dump(as_clc(doc), sort_keys=False), "clc")
 
 
 @pytest.mark.ignition
@@ -335,7 +424,8 @@ def test_agreement_counts_cover_both_verdicts() -> None:
     if not COUNTS:  # run on its own: run the properties first
         test_ignition_accepts_every_raw_ignition_config_we_accept()
         test_ignition_accepts_every_butane_config_we_accept()
+        test_ignition_accepts_every_clc_we_accept()
     print("\nagreement with ignition-validate:", dict(sorted(COUNTS.items())))
-    for kind in ("ign", "bu"):
+    for kind in ("ign", "bu", "clc"):
         assert COUNTS[f"{kind}: accepted by both"] >= 10, COUNTS
         assert COUNTS[f"{kind}: rejected by us"] >= 10, COUNTS
