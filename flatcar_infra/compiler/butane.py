@@ -61,6 +61,7 @@ from flatcar_infra.compiler.yamlsrc import (
     describe,
 )
 from flatcar_infra.errors import Diagnostic, Severity
+from flatcar_infra.limits import LimitExceeded, LocalFiles
 
 _MISSING: Any = object()
 _TRUE_11 = frozenset({"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})
@@ -117,6 +118,7 @@ class _Ctx:
         self.filename = filename
         self.version = version
         self.files_dir = files_dir
+        self.local = LocalFiles()
         self._files_root: Path | None = None
         self.diags: list[Diagnostic] = []
         self.origins: dict[str, Origin] = {}
@@ -171,12 +173,9 @@ class _Ctx:
             return None
         name = as_str(node)
         try:
-            # a directory, FIFO or device: never block on reading it
-            if not target.is_file() and target.exists():
-                what = "a directory" if target.is_dir() else "not a regular file"
-                self.error(node.mark, f"local file {name!r} is {what}", ipath)
-                return None
-            return target.read_bytes()
+            return self.local.read(target)  # a directory, FIFO or device is refused, never blocks
+        except LimitExceeded as exc:
+            self.error(node.mark, f"local file {name!r} is {exc}", ipath)
         except OSError as exc:
             self.error(node.mark, f"cannot read local file {name!r}: {exc.strerror}", ipath)
         return None
@@ -700,9 +699,10 @@ def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
                     file_at[dest] = idx
                     _tree_origins(ctx, f"$.storage.files.{idx}", ipath, tree.mark, ("", ".path"))
                 try:
-                    data = src.read_bytes()
-                except OSError as exc:
-                    ctx.error(tree.mark, f"cannot read {rel}: {exc.strerror}", ipath)
+                    data = ctx.local.read(src)
+                except (OSError, LimitExceeded) as exc:
+                    why = exc.strerror if isinstance(exc, OSError) else exc
+                    ctx.error(tree.mark, f"cannot read {rel}: {why}", ipath)
                     continue
                 contents = entry.setdefault("contents", {})
                 if contents.get("compression"):

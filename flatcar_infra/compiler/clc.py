@@ -35,6 +35,7 @@ from flatcar_infra.compiler.translated import Translated
 from flatcar_infra.compiler.unitfile import UnitSyntaxError, parse_unit
 from flatcar_infra.compiler.versions import CLC_IGNITION
 from flatcar_infra.compiler.yamlsrc import Mark, SourceDoc, YMap, YScalar, is_decimal_literal
+from flatcar_infra.limits import LimitExceeded
 
 VERSION = CLC_IGNITION
 
@@ -61,8 +62,9 @@ def translate_clc(doc: SourceDoc, *, files_dir: Path | None, platform: str | Non
         return Translated(None, ctx.diagnostics)
     out: dict[str, Any] = {"ignition": {"version": VERSION}}
     if platform is not None and platform not in svc.PLATFORMS:
+        # located at the config's first line: every error names a line, even one about an option
         ctx.error(
-            Mark(0, 0), f"unsupported platform {platform!r} (ct knows: {', '.join(svc.PLATFORMS)})", "$"
+            Mark(1, 1), f"unsupported platform {platform!r} (ct knows: {', '.join(svc.PLATFORMS)})", "$"
         )
     if doc.root is None or (isinstance(doc.root, YScalar) and doc.root.is_null):
         # ct: an empty (or null) document is an empty config, with a warning
@@ -541,9 +543,10 @@ def _read_local(ctx: Ctx, name: str, where: Mark, ipath: str) -> bytes | None:
         ctx.error(where, f"local file {name!r} is outside the files directory {str(ctx.files_dir)!r}", ipath)
         return None
     try:
-        return target.read_bytes()
-    except OSError as exc:
-        ctx.error(where, f"cannot read local file {name!r} in {str(ctx.files_dir)!r}: {exc.strerror}", ipath)
+        return ctx.local.read(target)  # a directory, FIFO or device is refused, never blocks
+    except (OSError, LimitExceeded) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        ctx.error(where, f"cannot read local file {name!r} in {str(ctx.files_dir)!r}: {why}", ipath)
         return None
 
 

@@ -27,6 +27,7 @@ from flatcar_infra.compiler.yamlsrc import (
     describe,
 )
 from flatcar_infra.errors import Diagnostic, Severity
+from flatcar_infra.limits import LocalFiles
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Ctx:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # output path -> where in the CLC it came from (and the CLC path, where it differs)
     origins: dict[str, Origin] = field(default_factory=dict)
+    local: LocalFiles = field(default_factory=LocalFiles)  # bounded, non-blocking local reads
 
     # --- reporting -------------------------------------------------------------------------------
 

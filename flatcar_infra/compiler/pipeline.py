@@ -20,7 +20,18 @@ from typing import Any
 from flatcar_infra.compiler.api import SourceKind
 from flatcar_infra.compiler.translated import Origin, Translated
 from flatcar_infra.compiler.validate import Problem, check_document
-from flatcar_infra.compiler.yamlsrc import Mark, SourceDoc, YMap, YNode, YScalar, YSeq, parse_yaml
+from flatcar_infra.compiler.yamlsrc import (
+    Mark,
+    Placeholders,
+    SourceDoc,
+    YMap,
+    YNode,
+    YScalar,
+    YSeq,
+    json_depth_problem,
+    parse_yaml,
+    size_problem,
+)
 from flatcar_infra.errors import ConfigError, Diagnostic, Severity
 
 
@@ -188,19 +199,24 @@ def _part(
     platform: str | None,
     variables: Mapping[str, Any] | None,
 ) -> _Part:
+    too_big = size_problem(text, filename)
+    if too_big is not None:
+        return _Part(filename, _guess_kind(text), Translated(None, [too_big]), "?")
+    values: Placeholders | None = None
     if variables is not None:
         from flatcar_infra.compiler.templates import render_template
 
         try:
-            text = render_template(text, filename, variables)
+            rendered = render_template(text, filename, variables)
         except ConfigError as exc:
             return _Part(filename, _guess_kind(text), Translated(None, list(exc.diagnostics)), "?")
+        text, values = rendered.text, rendered.placeholders
     stripped = text.lstrip()
     if stripped.startswith("{"):
-        raw = _raw_ignition(text, filename)
+        raw = _raw_ignition(text, filename, values)
         if raw is not None:
             return raw
-    doc = parse_yaml(text, filename)
+    doc = parse_yaml(text, filename, values=values)
     if isinstance(doc.root, YMap) and "variant" in doc.root:
         from flatcar_infra.compiler.butane import translate_butane
 
@@ -227,24 +243,43 @@ def _butane_flavor(doc: SourceDoc) -> str:
     return " ".join(parts)
 
 
-def _raw_ignition(text: str, filename: str) -> _Part | None:
+def _raw_ignition(text: str, filename: str, values: Placeholders | None = None) -> _Part | None:
     """Raw Ignition JSON passes through unchanged; positions come from reading the JSON as YAML
-    (JSON is YAML), so problems still point at a line. ``None``: not an Ignition document."""
+    (JSON is YAML), so problems still point at a line. ``None``: not an Ignition document.
+    Template values (``values``) go into the JSON strings after parsing, like into YAML scalars."""
+    too_deep = json_depth_problem(text, filename)
+    if too_deep is not None:
+        return _Part(filename, "ignition", Translated(None, [too_deep]), "?")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         if '"ignition"' not in text:
             return None  # a YAML flow mapping, perhaps: let the YAML path decide
-        d = Diagnostic(filename, exc.lineno, exc.colno, Severity.ERROR, f"invalid JSON: {exc.msg}", "$")
+        msg = f"invalid JSON: {exc.msg}"
+        if values is not None and text[exc.pos : exc.pos + 1] == values.open:
+            msg += " (a template value outside a JSON string: quote it, or use | tojson)"
+        d = Diagnostic(filename, exc.lineno, exc.colno, Severity.ERROR, msg, "$")
         return _Part(filename, "ignition", Translated(None, [d]), "?")
     if not (isinstance(doc, dict) and isinstance(doc.get("ignition"), dict)):
         return None
+    if values is not None:
+        doc = _substitute(doc, values)
     origins: dict[str, Origin] = {}
-    positioned = parse_yaml(text, filename)
+    positioned = parse_yaml(text, filename, values=values)
     if positioned.root is not None:
         _collect_origins(positioned.root, "$", origins)
     version = doc["ignition"].get("version")
     return _Part(filename, "ignition", Translated(doc, [], origins), f"ignition {version}")
+
+
+def _substitute(value: Any, values: Placeholders) -> Any:
+    if isinstance(value, str):
+        return values.sub(value)
+    if isinstance(value, dict):
+        return {values.sub(k): _substitute(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values) for v in value]
+    return value
 
 
 def _collect_origins(node: YNode, path: str, origins: dict[str, Origin]) -> None:

@@ -17,9 +17,10 @@ import json
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+if TYPE_CHECKING:  # imported when a document has a problem to word (CLI start-up time)
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from flatcar_infra.compiler.versions import IGNITION_SPECS
 
@@ -40,6 +41,8 @@ def schema(version: str) -> dict[str, Any]:
 def validator(version: str) -> Draft202012Validator:
     """The validator, over a copy of the schema with its (non-recursive) ``$ref``s inlined:
     resolving references dominates validation time otherwise."""
+    from jsonschema import Draft202012Validator
+
     doc = schema(version)
     return Draft202012Validator(_inline_refs(doc, doc.get("$defs", {})))
 

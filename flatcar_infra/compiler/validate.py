@@ -17,9 +17,7 @@ import json
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
-
-from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING, Any
 
 from flatcar_infra.compiler.dataurl import check_data_url
 from flatcar_infra.compiler.schema import SUPPORTED_VERSIONS, quick_check, validator
@@ -28,6 +26,9 @@ from flatcar_infra.compiler.urls import URLError, parse_url, query_values
 from flatcar_infra.compiler.versions import IGNITION_SPECS, IgnitionSpec, describe_butane_versions
 from flatcar_infra.compiler.yamlsrc import Mark
 from flatcar_infra.errors import Diagnostic, Severity
+
+if TYPE_CHECKING:  # jsonschema loads only when a document has a problem (CLI start-up time)
+    from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
 # output JSON path -> (the source path to report, where in the source file)
 Locate = Callable[[str], tuple[str, Mark]]
