@@ -43,7 +43,6 @@ from flatcar_infra.compiler.units import mount_unit
 from flatcar_infra.compiler.versions import (
     BUTANE_VERSIONS,
     ButaneVersion,
-    available,
     describe_butane_versions,
     since,
 )
@@ -288,7 +287,7 @@ def _obj(ctx: _Ctx, node: YNode, spec: Obj, ipath: str, opath: str, spath: str) 
                     node.keys[key], f"unused key {key!r} (not part of flatcar {ctx.version.version})", kpath
                 )
             continue
-        if not available(fpath, ctx.version):
+        if fpath in ctx.version.unavailable:
             first = since(fpath)
             ctx.error(
                 node.keys[key],

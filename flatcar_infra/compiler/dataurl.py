@@ -13,8 +13,10 @@ import gzip
 import re
 import urllib.parse
 
-# Left unescaped besides letters, digits and "-_.~" (which quote() never escapes).
-_SAFE = "!*'()"
+# dataurl.Escape's unreserved set (RFC 2396): letters, digits and "-_.!~*'()"; every other byte
+# is %XX. A table lookup per byte (in C, through map) is twice as fast as urllib's quote().
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
+_ESCAPE = [chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256)]
 
 
 def data_url(data: bytes, *, allow_compression: bool = False) -> tuple[str, str | None]:
@@ -23,7 +25,7 @@ def data_url(data: bytes, *, allow_compression: bool = False) -> tuple[str, str 
     The gzip stream is written with mtime 0 and no file name so the bytes (and the config hash)
     are the same on every run and machine.
     """
-    opaque = "," + urllib.parse.quote(data, safe=_SAFE)
+    opaque = "," + "".join(map(_ESCAPE.__getitem__, data))
     b64 = ";base64," + base64.b64encode(data).decode("ascii")
     if len(b64) < len(opaque):
         opaque = b64

@@ -191,6 +191,14 @@ def go_clean(path: str) -> str:
 
 def url_error(source: str, spec: IgnitionSpec) -> str | None:
     """Ignition's ``validateURL`` for a resource ``source``."""
+    if source.startswith("data:"):
+        # url.Parse accepts what the data URL reader accepts (it refuses control characters and
+        # "#" too): the reader alone decides, without a second pass over a long payload
+        try:
+            check_data_url(source)
+        except ValueError as exc:
+            return f"invalid data URL: {exc}"
+        return None
     try:
         url = parse_url(source)
     except URLError as exc:

@@ -46,6 +46,11 @@ class ButaneVersion:
     def spec(self) -> IgnitionSpec:
         return IGNITION_SPECS[self.ignition]
 
+    @cached_property
+    def unavailable(self) -> frozenset[str]:
+        """The field paths of newer versions: not in this one."""
+        return frozenset(f for b in BUTANE_VERSIONS.values() if b.key > self.key for f in b.added)
+
 
 IGNITION_SPECS: dict[str, IgnitionSpec] = {
     s.version: s
@@ -109,8 +114,3 @@ _SINCE = {f: b for b in reversed(BUTANE_VERSIONS.values()) for f in b.added}
 def since(field_path: str) -> ButaneVersion | None:
     """The first Butane version with ``field_path``; ``None`` when it is in every version."""
     return _SINCE.get(field_path)
-
-
-def available(field_path: str, version: ButaneVersion) -> bool:
-    first = since(field_path)
-    return first is None or first.key <= version.key
