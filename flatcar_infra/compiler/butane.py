@@ -23,6 +23,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -674,29 +675,10 @@ def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
                 ctx.error(tree.mark, f"cannot read {rel}: {exc.strerror}", ipath)
                 continue
             if stat.S_ISREG(st.st_mode):
-                idx = file_at.get(dest)
-                if idx is not None:
-                    entry = files[idx]
-                    if (entry.get("contents") or {}).get("source"):
-                        ctx.error(
-                            tree.mark,
-                            f"matching filesystem node has existing contents or different type: {dest}",
-                            ipath,
-                        )
-                        continue
-                else:
-                    if dest in link_at or dest in dir_paths:
-                        ctx.error(
-                            tree.mark,
-                            f"matching filesystem node has existing contents or different type: {dest}",
-                            ipath,
-                        )
-                        continue
-                    idx = len(files)
-                    entry = {"path": dest}
-                    files.append(entry)
-                    file_at[dest] = idx
-                    _tree_origins(ctx, f"$.storage.files.{idx}", ipath, tree.mark, ("", ".path"))
+                idx = _tree_entry(ctx, tree, ipath, dest, "files", files, file_at, (link_at, dir_paths))
+                if idx is None:
+                    continue
+                entry = files[idx]
                 try:
                     data = ctx.local.read(src)
                 except (OSError, LimitExceeded) as exc:
@@ -720,33 +702,46 @@ def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
                     (".contents", ".contents.source", ".contents.compression", ".mode"),
                 )
             elif stat.S_ISLNK(st.st_mode):
-                idx = link_at.get(dest)
-                if idx is not None:
-                    if links[idx].get("target"):
-                        ctx.error(
-                            tree.mark,
-                            f"matching filesystem node has existing contents or different type: {dest}",
-                            ipath,
-                        )
-                        continue
-                else:
-                    if dest in file_at or dest in dir_paths:
-                        ctx.error(
-                            tree.mark,
-                            f"matching filesystem node has existing contents or different type: {dest}",
-                            ipath,
-                        )
-                        continue
-                    idx = len(links)
-                    links.append({"path": dest})
-                    link_at[dest] = idx
-                    _tree_origins(ctx, f"$.storage.links.{idx}", ipath, tree.mark, ("", ".path"))
+                idx = _tree_entry(ctx, tree, ipath, dest, "links", links, link_at, (file_at, dir_paths))
+                if idx is None:
+                    continue
                 links[idx]["target"] = os.readlink(src)
                 _tree_origins(ctx, f"$.storage.links.{idx}", ipath, tree.mark, (".target",))
             else:
                 ctx.error(
                     tree.mark, f"trees may only contain files, directories, and symlinks ({rel})", ipath
                 )
+
+
+def _filled(kind: str, entry: dict[str, Any]) -> bool:
+    """Whether the user's entry already has what a tree would give it."""
+    return bool((entry.get("contents") or {}).get("source") if kind == "files" else entry.get("target"))
+
+
+def _tree_entry(
+    ctx: _Ctx,
+    tree: YMap,
+    ipath: str,
+    dest: str,
+    kind: str,
+    entries: list[dict[str, Any]],
+    at: dict[Any, int],
+    others: tuple[Collection[Any], ...],
+) -> int | None:
+    """The index of the ``kind`` entry a tree fills at ``dest``: the user's own entry when it has
+    no contents/target yet, else a new one; ``None`` (reported, as Butane does) when the path is
+    taken by a filled entry or a node of another kind."""
+    idx = at.get(dest)
+    if (idx is not None and _filled(kind, entries[idx])) or (idx is None and any(dest in o for o in others)):
+        ctx.error(
+            tree.mark, f"matching filesystem node has existing contents or different type: {dest}", ipath
+        )
+        return None
+    if idx is None:
+        idx = at[dest] = len(entries)
+        entries.append({"path": dest})
+        _tree_origins(ctx, f"$.storage.{kind}.{idx}", ipath, tree.mark, ("", ".path"))
+    return idx
 
 
 def _tree_origins(ctx: _Ctx, opath: str, ipath: str, mark: Mark, suffixes: tuple[str, ...]) -> None:
