@@ -17,6 +17,7 @@ import urllib.parse
 # is %XX. A table lookup per byte (in C, through map) is twice as fast as urllib's quote().
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
 _ESCAPE = [chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256)]
+_UNRESERVED_BYTES = bytes(sorted(_UNRESERVED))
 
 
 def data_url(data: bytes, *, allow_compression: bool = False) -> tuple[str, str | None]:
@@ -25,12 +26,17 @@ def data_url(data: bytes, *, allow_compression: bool = False) -> tuple[str, str 
     The gzip stream is written with mtime 0 and no file name so the bytes (and the config hash)
     are the same on every run and machine.
     """
-    opaque = "," + "".join(map(_ESCAPE.__getitem__, data))
-    b64 = ";base64," + base64.b64encode(data).decode("ascii")
-    if len(b64) < len(opaque):
-        opaque = b64
+    # Lengths first (in C): build the percent-escaped form only when it is the shorter one.
+    reserved = len(data.translate(None, _UNRESERVED_BYTES))
+    escaped_len = 1 + len(data) + 2 * reserved
+    b64_len = len(";base64,") + 4 * ((len(data) + 2) // 3)
+    if b64_len < escaped_len:
+        opaque = ";base64," + base64.b64encode(data).decode("ascii")
+    else:
+        opaque = "," + "".join(map(_ESCAPE.__getitem__, data))
     compression = None
-    if allow_compression:
+    # gzip's own header and trailer take 18 bytes (24 in base64): it cannot win below that
+    if allow_compression and len(opaque) > len(";base64,") + 24 + len("gzip"):
         packed = gzip.compress(data, compresslevel=9, mtime=0)
         gz = ";base64," + base64.b64encode(packed).decode("ascii")
         if len(gz) + len("gzip") < len(opaque):
