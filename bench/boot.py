@@ -27,9 +27,19 @@ from flatcar_infra.testbed.vm import choose_accel, generate_client_key, time_sca
 
 
 def config(generation: str) -> dict[str, object]:
-    return {"ignition": {"version": "3.3.0"},
-            "storage": {"files": [{"path": "/etc/generation", "mode": 420, "overwrite": True,
-                                   "contents": {"source": f"data:,{generation}"}}]}}
+    return {
+        "ignition": {"version": "3.3.0"},
+        "storage": {
+            "files": [
+                {
+                    "path": "/etc/generation",
+                    "mode": 420,
+                    "overwrite": True,
+                    "contents": {"source": f"data:,{generation}"},
+                }
+            ]
+        },
+    }
 
 
 class Stopwatch:
@@ -79,8 +89,10 @@ def main() -> int:
     manifest = json.loads((image.parent / "manifest.json").read_text())
     print(f"accelerator: {choose_accel()}, load factor at start: {time_scale():.1f}")
     if was_cached:
-        print(f"image build: cached (lookup {build_wall:.1f}s; the cached build took "
-              f"{manifest.get('build_seconds', '?')}s)")
+        print(
+            f"image build: cached (lookup {build_wall:.1f}s; the cached build took "
+            f"{manifest.get('build_seconds', '?')}s)"
+        )
     else:
         print(f"image build: fresh {build_wall:.1f}s")
 

@@ -33,8 +33,17 @@ def config(key: str, version: str) -> CompiledConfig:
     doc = {
         "ignition": {"version": "3.3.0"},
         "passwd": {"users": [{"name": "core", "sshAuthorizedKeys": [key]}]},
-        "storage": {"files": [{"path": f"/etc/app/{i}.conf", "mode": 420, "overwrite": True,
-                               "contents": {"source": f"data:,{version}-{i}"}} for i in range(20)]},
+        "storage": {
+            "files": [
+                {
+                    "path": f"/etc/app/{i}.conf",
+                    "mode": 420,
+                    "overwrite": True,
+                    "contents": {"source": f"data:,{version}-{i}"},
+                }
+                for i in range(20)
+            ]
+        },
     }
     return compile_config(json.dumps(doc), filename=f"{version}.ign", stamp_config=True)
 
@@ -50,8 +59,19 @@ def plain_reboot(vm: Vm) -> float:
         async with await connect(target) as s:
             boot = (await s.run(["cat", "/proc/sys/kernel/random/boot_id"])).text.strip()
             t0 = time.monotonic()
-            await s.run(["sudo", "-n", "systemd-run", "--no-block", "--collect", "sh", "-c",
-                         "sleep 2; systemctl reboot"], check=True)
+            await s.run(
+                [
+                    "sudo",
+                    "-n",
+                    "systemd-run",
+                    "--no-block",
+                    "--collect",
+                    "sh",
+                    "-c",
+                    "sleep 2; systemctl reboot",
+                ],
+                check=True,
+            )
         s2, _ = await _wait_new_boot(target, boot, 600, lambda *a: None, t0)
         dt = time.monotonic() - t0
         await s2.close()

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("flatcar_infra.cli.render", "check configs (Butane, CLC, Ignition) and print every problem"),
     "plan": ("flatcar_infra.cli.plan", "show what a config change does to each machine"),
     "reprovision": ("flatcar_infra.cli.reprovision", "apply a config to a running machine in place"),
+    "rollout": ("flatcar_infra.cli.rollout", "roll a config out to a fleet in waves, with health gates"),
     "local": ("flatcar_infra.cli.local", "run Flatcar machines locally under QEMU (no cloud account)"),
 }
 
