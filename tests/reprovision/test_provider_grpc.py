@@ -13,7 +13,7 @@ import pytest
 from pulumi.runtime.proto import provider_pb2
 
 from flatcar_infra.provider import Reprovision, ReprovisionProvider
-from flatcar_infra.reprovision.plan import INPUT_KEYS
+from flatcar_infra.reprovision.propdiff import INPUT_KEYS
 from flatcar_infra.reprovision.policy import Policy
 from flatcar_infra.ssh import normalize_host_key
 from tests.reprovision.engine import UNKNOWN, ProviderEngine, plaintext_strings, secret_keys
@@ -76,7 +76,7 @@ def test_create_refresh_update_diff_preview_delete(engine: ProviderEngine, sshd:
     assert outs["host_key"] == normalize_host_key(sshd.host_key)
     assert outs.get("applied_hash") is None and outs["boot_id"]  # nothing applied (strategy ignore)
     # every input (null ones are absent on the wire): they are the olds of the next diff
-    assert {k for k in INPUT_KEYS if first[k] is not None} <= set(outs)
+    assert {k for k in INPUT_KEYS if first.get(k) is not None} <= set(outs)
     raw = engine.last_raw
     assert raw is not None and {"private_key", "config"} <= secret_keys(raw)
     assert all(key_text.strip() not in s and "PRIVATE KEY" not in s for s in plaintext_strings(raw))
@@ -128,7 +128,7 @@ def test_diff_is_offline_and_fast(engine: ProviderEngine, sshd: Sshd) -> None:
     assert d.changes == provider_pb2.DiffResponse.DIFF_SOME and list(d.replaces) == []
     # connection-only: still an update (reconnect), no replace
     d2 = engine.diff(urn, "id", engine.with_provider(olds),
-                     engine.with_provider({**{k: olds[k] for k in INPUT_KEYS}, "port": olds["port"] + 1}))
+                     engine.with_provider({**{k: olds.get(k) for k in INPUT_KEYS}, "port": olds["port"] + 1}))
     assert d2.changes == provider_pb2.DiffResponse.DIFF_SOME and list(d2.replaces) == []
     # replace strategy: the machine is replaced, so is this resource
     rep = Policy(strategy="replace").to_dict()
