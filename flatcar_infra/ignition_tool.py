@@ -43,7 +43,6 @@ VALIDATOR_VERSION = "2.14"
 SPEC_34_ONLY_KEYS = frozenset({"discard", "openOptions", "advertisement"})
 
 
-
 def available() -> bool:
     """Are both real Ignition binaries installed (Debian package ``ignition``)?"""
     return IGNITION_BIN.exists() and Path(IGNITION_VALIDATE).exists()
@@ -259,3 +258,25 @@ def _as_experimental(doc: dict[str, Any]) -> dict[str, Any]:
             res["compression"] = ""
             res.pop("verification", None)  # the bytes changed; the original hash no longer applies
     return doc
+
+
+def check(config: bytes) -> ValidateResult:
+    """What ``flatcar-infra validate --ignition`` runs: ``ignition-validate``, then the fetch and
+    files stages applied to a throw-away scratch root with Flatcar's users (``core``, ``root``).
+    Raises ``IgnitionFailed`` with Ignition's log, or ``UserError`` when it cannot run here."""
+    import tempfile
+
+    if not available():
+        raise UserError(
+            "the real Ignition is not installed here",
+            "install Debian's 'ignition' package (ignition-validate and the stage runner)",
+        )
+    result = ignition_validate(config, allow_warnings=True)
+    if os.geteuid() != 0:
+        raise UserError(
+            "applying the config to a scratch root needs root (Ignition's files stage sets owners)",
+            "run 'sudo flatcar-infra validate --ignition ...'",
+        )
+    with tempfile.TemporaryDirectory(prefix="flatcar-infra-ignition-") as tmp:
+        apply_config(config, Path(tmp) / "root", (CORE_USER,), work=Path(tmp) / "work")
+    return result

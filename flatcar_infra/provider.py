@@ -217,7 +217,8 @@ async def _apply_async(news: dict[str, Any], olds: dict[str, Any] | None, op: st
         report("connect", "no host key given: waiting for SSH and capturing it (trust on first use)")
         s = await dial(target_of(news, None), timeout=policy.reboot_timeout, tofu=True, first_delay=1.0,
                        max_delay=10.0,
-                       on_attempt=lambda _n, el, exc: report("connect", f"waiting for SSH: {exc.message}", el))
+                       on_attempt=lambda _n, el, exc: report("connect", f"waiting for SSH: {exc.message}",
+                                                             el))
         host_key = s.target.host_key or ""
         await s.close()
         report("connect", f"host key captured on first use: {fingerprint(host_key)}; pinned from now on")

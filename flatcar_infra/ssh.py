@@ -116,7 +116,7 @@ async def fetch_host_key(host: str, port: int, *, timeout: float = 10.0) -> str:
     try:
         key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port), timeout)
     except (TimeoutError, OSError, asyncssh.Error) as exc:
-        raise SshError(f"cannot read the host key of {host}:{port}: {exc or type(exc).__name__}") from None
+        raise SshError(f"cannot read the host key of {host}:{port}: {str(exc) or type(exc).__name__}") from None
     if key is None:
         raise SshError(f"{host}:{port} presented no host key")
     return normalize_host_key(key.export_public_key("openssh").decode())
@@ -217,7 +217,7 @@ async def connect(target: SshTarget) -> SshSession:
                           "sshAuthorizedKeys), or log in with a key it accepts") from None
     except (TimeoutError, OSError, asyncssh.Error) as exc:
         raise SshError(f"cannot connect to {target.host}:{target.port}: "
-                       f"{exc or type(exc).__name__}") from None
+                       f"{str(exc) or type(exc).__name__}") from None
     return SshSession(target, conn)
 
 

@@ -42,8 +42,13 @@ def stamp_of(config: bytes | None) -> str | None:
 
 
 def enabled_units(ignition: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(sorted(u["name"] for u in ignition.get("systemd", {}).get("units", []) or []
-                        if u.get("enabled") is True and not u.get("mask")))
+    return tuple(
+        sorted(
+            u["name"]
+            for u in ignition.get("systemd", {}).get("units", []) or []
+            if u.get("enabled") is True and not u.get("mask")
+        )
+    )
 
 
 def wipes_root(ignition: Mapping[str, Any]) -> bool:
@@ -98,8 +103,11 @@ def remote_resources(ignition: Mapping[str, Any]) -> list[Remote]:
         src = res.get("source")
         if not isinstance(src, str) or not src or src.startswith("data:"):
             return
-        headers = tuple((str(h.get("name")), str(h.get("value")))
-                        for h in res.get("httpHeaders") or [] if isinstance(h, Mapping))
+        headers = tuple(
+            (str(h.get("name")), str(h.get("value")))
+            for h in res.get("httpHeaders") or []
+            if isinstance(h, Mapping)
+        )
         out.append(Remote(where, src, (res.get("verification") or {}).get("hash"), headers, is_config))
 
     ign = ignition.get("ignition") or {}
@@ -146,8 +154,14 @@ class Desired:
         return doc
 
     @classmethod
-    def from_config(cls, config: bytes | str, config_hash: str, policy: Policy,
-                    delivery: str = "file", config_url: str | None = None) -> Desired:
+    def from_config(
+        cls,
+        config: bytes | str,
+        config_hash: str,
+        policy: Policy,
+        delivery: str = "file",
+        config_url: str | None = None,
+    ) -> Desired:
         """Validate the pieces against each other; raises ``ValueError`` naming the problem."""
         data = config.encode("utf-8") if isinstance(config, str) else config
         try:
@@ -166,11 +180,26 @@ class Desired:
         stamped = stamp_in(doc)
         if policy.uses_ssh and stamped != config_hash:
             raise ValueError(
-                "config: " + ("it does not stamp " + STAMP_PATH if stamped is None else
-                              f"its stamp {STAMP_PATH} holds another hash than config_hash")
-                + "; compile it with stamp_config=True so the host can prove which config it runs")
+                "config: "
+                + (
+                    "it does not stamp " + STAMP_PATH
+                    if stamped is None
+                    else f"its stamp {STAMP_PATH} holds another hash than config_hash"
+                )
+                + "; compile it with stamp_config=True so the host can prove which config it runs"
+            )
         if policy.strategy == "wipe-root" and not wipes_root(doc):
-            raise ValueError("policy.strategy: 'wipe-root' needs a config that reformats ROOT "
-                             "(a filesystem labeled ROOT with wipeFilesystem: true)")
-        return cls(data, config_hash, version, policy, delivery,  # type: ignore[arg-type]
-                   config_url, enabled_units(doc), wipes_root(doc))
+            raise ValueError(
+                "policy.strategy: 'wipe-root' needs a config that reformats ROOT "
+                "(a filesystem labeled ROOT with wipeFilesystem: true)"
+            )
+        return cls(
+            data,
+            config_hash,
+            version,
+            policy,
+            delivery,  # type: ignore[arg-type]
+            config_url,
+            enabled_units(doc),
+            wipes_root(doc),
+        )

@@ -11,8 +11,22 @@ preflight (``preflight.py``). Tests hold this lexer against GNU grep and find.
 
 from __future__ import annotations
 
-CLASSES = frozenset({"alpha", "digit", "alnum", "upper", "lower", "space", "blank", "punct", "print",
-                     "graph", "cntrl", "xdigit"})
+CLASSES = frozenset(
+    {
+        "alpha",
+        "digit",
+        "alnum",
+        "upper",
+        "lower",
+        "space",
+        "blank",
+        "punct",
+        "print",
+        "graph",
+        "cntrl",
+        "xdigit",
+    }
+)
 GNU_ESCAPES = frozenset("wWsSbB<>`'")
 """Backslash-letter escapes GNU regex defines (word, space, boundaries, buffer anchors)."""
 
@@ -42,15 +56,19 @@ def ere_problems(rx: str) -> list[str]:
             if e in _PYTHON_ESCAPES:
                 problems.append(_PYTHON_ESCAPES[e])
             elif e.isdigit() and e != "0":
-                problems.append(f"'\\{e}' is a back reference: flatcar-reset joins every entry into one "
-                                "regex inside an outer group, which renumbers the groups, so it cannot "
-                                "work; repeat the text instead")
+                problems.append(
+                    f"'\\{e}' is a back reference: flatcar-reset joins every entry into one "
+                    "regex inside an outer group, which renumbers the groups, so it cannot "
+                    "work; repeat the text instead"
+                )
             elif e in GNU_ESCAPES or not e.isalnum():
                 pass  # a GNU extension, or an escaped punctuation character (literal)
             else:
-                problems.append(f"'\\{e}' is not an ERE escape (GNU ERE reads it as the letter {e!r}; "
-                                "Python escapes such as \\n, \\t, \\x41 do not exist in ERE): write the "
-                                "character itself")
+                problems.append(
+                    f"'\\{e}' is not an ERE escape (GNU ERE reads it as the letter {e!r}; "
+                    "Python escapes such as \\n, \\t, \\x41 do not exist in ERE): write the "
+                    "character itself"
+                )
             i += 2
             can_repeat = e not in "bB<>`'"
             continue
@@ -64,8 +82,10 @@ def ere_problems(rx: str) -> list[str]:
             continue
         if c == "(":
             if rx.startswith("(?", i):
-                problems.append(f"'{rx[i:i + 3]}…' is a Python-only group (non-capturing, lookaround "
-                                "or flags; ERE has none of them): use a plain ( ) group")
+                problems.append(
+                    f"'{rx[i : i + 3]}…' is a Python-only group (non-capturing, lookaround "
+                    "or flags; ERE has none of them): use a plain ( ) group"
+                )
                 i += 2
             else:
                 i += 1
@@ -81,10 +101,15 @@ def ere_problems(rx: str) -> list[str]:
             i += 1
             can_repeat = False
             continue
-        if c in "*+?" or (c == "{" and _interval(rx, i) is not None):
-            end = i + 1 if c != "{" else _interval(rx, i) or i + 1
+        interval = _interval(rx, i) if c == "{" else None
+        if isinstance(interval, str):
+            problems.append(interval)
+            i += 1
+            continue
+        if c in "*+?" or interval is not None:
+            end = interval if isinstance(interval, int) else i + 1
             if c == "{":
-                lo_hi = rx[i + 1:end - 1].split(",")
+                lo_hi = rx[i + 1 : end - 1].split(",")
                 lo = int(lo_hi[0]) if lo_hi[0] else 0
                 hi = int(lo_hi[1]) if len(lo_hi) > 1 and lo_hi[1] else None
                 if hi is not None and hi < lo:
@@ -95,8 +120,10 @@ def ere_problems(rx: str) -> list[str]:
                 problems.append(f"'{rx[i:end]}' has nothing to repeat (at offset {i})")
             if end < n and rx[end] in "?+":
                 kind = "lazy" if rx[end] == "?" else "possessive"
-                problems.append(f"'{rx[i:end + 1]}' is a Python-only {kind} quantifier (ERE always "
-                                f"repeats greedily): drop the '{rx[end]}'")
+                problems.append(
+                    f"'{rx[i : end + 1]}' is a Python-only {kind} quantifier (ERE always "
+                    f"repeats greedily): drop the '{rx[end]}'"
+                )
                 end += 1
             i = end
             can_repeat = True
@@ -108,19 +135,26 @@ def ere_problems(rx: str) -> list[str]:
     return problems
 
 
-def _interval(rx: str, i: int) -> int | None:
-    """End (exclusive) of a valid ``{m}``, ``{m,}``, ``{,n}`` or ``{m,n}`` at ``i``; None when the
-    brace is a literal (GNU reads an invalid interval as text)."""
-    j = rx.find("}", i)
-    if j < 0:
+def _interval(rx: str, i: int) -> int | str | None:
+    """At ``rx[i] == '{'``, as GNU regex parses it: the end (exclusive) of a valid ``{m}``,
+    ``{m,}``, ``{,n}`` or ``{m,n}``; None when GNU reads the brace as a literal (a non-digit inside,
+    or no closing brace); a message when GNU rejects it (``{}``, ``{1,2,3}``)."""
+    n = len(rx)
+    j = i + 1
+    while j < n and rx[j] not in ",}":
+        j += 1
+    if j >= n or not all(c.isdigit() for c in rx[i + 1 : j]):
         return None
-    body = rx[i + 1:j]
-    parts = body.split(",")
-    if len(parts) > 2 or not body or body == ",":
+    if rx[j] == "}":
+        return j + 1 if j > i + 1 else f"'{rx[i : j + 1]}' is an empty interval"
+    k = j + 1
+    while k < n and rx[k] not in ",}":
+        k += 1
+    if k >= n or not all(c.isdigit() for c in rx[j + 1 : k]):
         return None
-    if not all(p.isdigit() or p == "" for p in parts) or (len(parts) == 1 and not parts[0]):
-        return None
-    return j + 1
+    if rx[k] == ",":
+        return f"'{rx[i : rx.find('}', k) + 1 or n]}' is an invalid interval"
+    return k + 1
 
 
 def _bracket(rx: str, i: int) -> tuple[int, list[str]]:
@@ -141,19 +175,26 @@ def _bracket(rx: str, i: int) -> tuple[int, list[str]]:
             if close < 0:
                 problems.append(f"unterminated '[{kind}' in a bracket expression")
                 return -1, problems
-            name = rx[j + 2:close]
+            name = rx[j + 2 : close]
             if kind == ":" and name not in CLASSES:
-                problems.append(f"'[:{name}:]' is not a character class (use one of "
-                                f"{', '.join(sorted(CLASSES))})")
+                problems.append(
+                    f"'[:{name}:]' is not a character class (use one of {', '.join(sorted(CLASSES))})"
+                )
             j = close + 2
             prev = None
             continue
         if c == "\\":
             nxt = rx[j + 1] if j + 1 < n else ""
             hint = {"d": "[0-9]", "s": "[[:space:]]", "w": "[[:alnum:]_]", "D": "[^0-9]"}.get(nxt)
-            problems.append(f"'\\{nxt}' inside [...]: a backslash is a literal backslash in an ERE bracket "
-                            "expression" + (f" (for '[\\{nxt}]' write {hint})" if hint else
-                                            " (put ']' first and '-' last instead of escaping them)"))
+            problems.append(
+                f"'\\{nxt}' inside [...]: a backslash is a literal backslash in an ERE bracket "
+                "expression"
+                + (
+                    f" (for '[\\{nxt}]' write {hint})"
+                    if hint
+                    else " (put ']' first and '-' last instead of escaping them)"
+                )
+            )
         if c == "-" and prev is not None and j + 1 < n and rx[j + 1] != "]":
             hi = rx[j + 1]
             if hi < prev:
@@ -166,4 +207,9 @@ def _bracket(rx: str, i: int) -> tuple[int, list[str]]:
     if j >= n:
         problems.append("unterminated '[' (a bracket expression is not closed)")
         return -1, problems
+    body = rx[i + 1 : j]
+    if len(body) > 2 and body.startswith(":") and body.endswith(":"):
+        problems.append(
+            f"'[{body}]' is a set of the characters {body!r}: a character class is written [[{body}]]"
+        )
     return j, problems

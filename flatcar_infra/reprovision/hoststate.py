@@ -102,8 +102,10 @@ class LockOwner:
             return None
 
     def to_json(self) -> str:
-        return json.dumps({"host": self.host, "pid": self.pid, "user": self.user,
-                           "token": self.token, "since": self.since}, sort_keys=True)
+        return json.dumps(
+            {"host": self.host, "pid": self.pid, "user": self.user, "token": self.token, "since": self.since},
+            sort_keys=True,
+        )
 
     def describe(self) -> str:
         return f"{self.user} on {self.host}, pid {self.pid}"
@@ -131,12 +133,24 @@ class Staging:
 
     def to_json(self) -> bytes:
         """The record; the kept files live next to it (``KEPT_LIST``, ``KEPT_SUMS``)."""
-        return json.dumps({"desired_hash": self.desired_hash, "boot_id": self.boot_id,
-                           "staged_at": self.staged_at, "delivery": self.delivery,
-                           "manifest": dict(self.manifest), "previous_hash": self.previous_hash,
-                           "rollback": self.rollback, "confirm_window": self.confirm_window,
-                           "keep_paths": list(self.keep_paths)},
-                          sort_keys=True, indent=1).encode() + b"\n"
+        return (
+            json.dumps(
+                {
+                    "desired_hash": self.desired_hash,
+                    "boot_id": self.boot_id,
+                    "staged_at": self.staged_at,
+                    "delivery": self.delivery,
+                    "manifest": dict(self.manifest),
+                    "previous_hash": self.previous_hash,
+                    "rollback": self.rollback,
+                    "confirm_window": self.confirm_window,
+                    "keep_paths": list(self.keep_paths),
+                },
+                sort_keys=True,
+                indent=1,
+            ).encode()
+            + b"\n"
+        )
 
     @classmethod
     def parse(cls, data: bytes | None, kept: tuple[tuple[str, str], ...] = ()) -> Staging | None:
@@ -146,10 +160,18 @@ class Staging:
             d = json.loads(data)
             if "kept" in d and not kept:  # a record written before the kept files moved out
                 kept = tuple(sorted(d["kept"].items()))
-            return cls(str(d["desired_hash"]), str(d["boot_id"]), float(d["staged_at"]),
-                       str(d.get("delivery", "file")), kept, tuple(sorted(d.get("manifest", {}).items())),
-                       d.get("previous_hash"), bool(d.get("rollback", False)),
-                       float(d.get("confirm_window", 0.0)), tuple(d.get("keep_paths", ())))
+            return cls(
+                str(d["desired_hash"]),
+                str(d["boot_id"]),
+                float(d["staged_at"]),
+                str(d.get("delivery", "file")),
+                kept,
+                tuple(sorted(d.get("manifest", {}).items())),
+                d.get("previous_hash"),
+                bool(d.get("rollback", False)),
+                float(d.get("confirm_window", 0.0)),
+                tuple(d.get("keep_paths", ())),
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
@@ -171,15 +193,32 @@ class RollbackRecord:
             return None
         try:
             d = json.loads(data)
-            return cls(str(d["by"]), str(d["from"]), str(d["to"]), str(d["boot_id"]), float(d["at"]),
-                       str(d.get("reason", "")))
+            return cls(
+                str(d["by"]),
+                str(d["from"]),
+                str(d["to"]),
+                str(d["boot_id"]),
+                float(d["at"]),
+                str(d.get("reason", "")),
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
     def to_json(self) -> bytes:
-        return json.dumps({"by": self.by, "from": self.from_hash, "to": self.to_hash,
-                           "boot_id": self.boot_id, "at": self.at, "reason": self.reason},
-                          sort_keys=True).encode() + b"\n"
+        return (
+            json.dumps(
+                {
+                    "by": self.by,
+                    "from": self.from_hash,
+                    "to": self.to_hash,
+                    "boot_id": self.boot_id,
+                    "at": self.at,
+                    "reason": self.reason,
+                },
+                sort_keys=True,
+            ).encode()
+            + b"\n"
+        )
 
 
 @dataclass(frozen=True)

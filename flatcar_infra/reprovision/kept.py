@@ -85,8 +85,9 @@ class KeptComparison:
         return not self.missing and not self.corrupted
 
 
-def compare_kept(before: Mapping[str, str], after: Mapping[str, str], mtimes: Mapping[str, float],
-                 staged_at: float) -> KeptComparison:
+def compare_kept(
+    before: Mapping[str, str], after: Mapping[str, str], mtimes: Mapping[str, float], staged_at: float
+) -> KeptComparison:
     """Every file kept at staging must still be there; its content may only have changed if the
     running system wrote it after staging (a log, a database): that is not the reset's doing."""
     missing: list[str] = []

@@ -41,8 +41,9 @@ class Policy:
     ``keep_paths`` are POSIX ERE regexes (full-path match, as flatcar-reset applies them) added to
     ``DEFAULT_KEEP_PATHS``; Python-only syntax (``\\d``, ``(?:``) is an error.
     ``rollback``: a new config that fails its checks is rolled back to the previous one (see
-    docs/reprovision-faults.md); ``confirm_window``: seconds after the new boot within which a
-    fresh SSH login must confirm it, else the host rolls itself back (the dead-man switch);
+    docs/reprovision-faults.md); ``confirm_window``: seconds after the new boot's system start
+    (timers.target) within which a fresh SSH login must confirm it, after verification, else the
+    host rolls itself back (the dead-man switch);
     ``deadline``: the whole reprovision of one machine, rollback included, never takes longer
     (Pulumi's ``customTimeouts`` do not reach a dynamic provider, so this is the bound).
     """
@@ -77,7 +78,8 @@ class Policy:
             if problems:
                 raise PolicyError(f"policy.keep_paths: {rx!r} is not a POSIX ERE as flatcar-reset applies "
                                   f"it: {'; '.join(problems)}",
-                                  "flatcar-reset matches with GNU ERE (find -regextype egrep), not Python's re")
+                                  "flatcar-reset matches with GNU ERE (find -regextype egrep), not "
+                                  "Python's re")
         for name in ("keep_machine_id", "rollback"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"policy.{name}: expected true or false")

@@ -100,10 +100,16 @@ class Outcome:
     not_hashed: tuple[str, ...] = ()
 
     def to_outputs(self, action: str) -> dict[str, Any]:
-        return {"applied_hash": self.applied_hash, "boot_id": self.boot_id,
-                "machine_id": self.machine_id, "system_state": self.system_state,
-                "rebooted": self.rebooted, "phases": {k: round(v, 3) for k, v in self.phases},
-                "warnings": list(self.warnings), "last_action": action}
+        return {
+            "applied_hash": self.applied_hash,
+            "boot_id": self.boot_id,
+            "machine_id": self.machine_id,
+            "system_state": self.system_state,
+            "rebooted": self.rebooted,
+            "phases": {k: round(v, 3) for k, v in self.phases},
+            "warnings": list(self.warnings),
+            "last_action": action,
+        }
 
 
 @dataclass
@@ -136,7 +142,10 @@ def stale_ours(owner: LockOwner | None) -> bool:
 
 # --- lock (also used on its own by tests and tools) ----------------------------------------------------
 
-async def acquire_lock(s: SshSession, me: LockOwner, *, root: str = "", replace: str | None = None) -> str | None:
+
+async def acquire_lock(
+    s: SshSession, me: LockOwner, *, root: str = "", replace: str | None = None
+) -> str | None:
     """Take the host lock atomically; ``replace``: the exact stale content to take over.
     Returns ``None`` when taken, else the current holder's text."""
     kv = await run_script(s, scripts.lock(root, me.to_json(), replace))
@@ -158,13 +167,17 @@ async def release_lock(s: SshSession, me: LockOwner, *, root: str = "") -> bool:
 
 # --- commands ------------------------------------------------------------------------------------------
 
+
 def reset_argv(d: Desired, *, preview: str | None = None, deadman: bool = False) -> list[str]:
     """``flatcar-reset`` as real Flatcar parses it (getopt ``hF:U:KMBSPWDR``): ``-F FILE`` copies a
     file (``-`` is a file named ``-``), ``-U URL``, ``--keep-paths`` followed by the entries."""
     keep = preflight.keep_entries(d, deadman=deadman)
     if preview:
-        return ["flatcar-reset", f"--preview-{preview}", "--keep-paths", *keep] if keep else \
-            ["flatcar-reset", f"--preview-{preview}"]
+        return (
+            ["flatcar-reset", f"--preview-{preview}", "--keep-paths", *keep]
+            if keep
+            else ["flatcar-reset", f"--preview-{preview}"]
+        )
     argv = ["flatcar-reset"]
     if d.policy.keep_machine_id:
         argv.append("--keep-machine-id")
@@ -180,7 +193,12 @@ def reset_argv(d: Desired, *, preview: str | None = None, deadman: bool = False)
 def rollback_argv(d: Desired) -> list[str]:
     """Re-apply the saved previous config: ``-F`` strips any ``ignition.config.url`` and makes
     ``/oem/config.ign`` the source for that boot, whatever the delivery was."""
-    argv = ["flatcar-reset", *(["--keep-machine-id"] if d.policy.keep_machine_id else []), "-F", APPLIED_CONFIG]
+    argv = [
+        "flatcar-reset",
+        *(["--keep-machine-id"] if d.policy.keep_machine_id else []),
+        "-F",
+        APPLIED_CONFIG,
+    ]
     keep = preflight.keep_entries(d, deadman=False)
     return argv + (["--keep-paths", *keep] if keep else [])
 
@@ -197,14 +215,24 @@ class _Expect:
 
     @classmethod
     def new(cls, d: Desired) -> _Expect:
-        return cls(d.config_hash, d.enabled_units, d.policy.health_checks, d.policy.health_timeout,
-                   d.policy.keep_machine_id and d.policy.strategy == "in-place")
+        return cls(
+            d.config_hash,
+            d.enabled_units,
+            d.policy.health_checks,
+            d.policy.health_timeout,
+            d.policy.keep_machine_id and d.policy.strategy == "in-place",
+        )
 
     @classmethod
     def previous(cls, d: Desired, config: bytes) -> _Expect:
         """The rollback target: its own enabled units; the new config's health checks do not apply."""
-        return cls(stamp_of(config) or "", enabled_units(json.loads(config)), (), d.policy.health_timeout,
-                   d.policy.keep_machine_id)
+        return cls(
+            stamp_of(config) or "",
+            enabled_units(json.loads(config)),
+            (),
+            d.policy.health_timeout,
+            d.policy.keep_machine_id,
+        )
 
 
 @dataclass
@@ -219,8 +247,18 @@ class _Verified:
 class _Run:
     """One reprovision of one host: the state every phase shares (never module state)."""
 
-    def __init__(self, target: SshTarget, d: Desired, report: Report, *, root: str, previous: bytes | None,
-                 fallback_keys: Sequence[str], platform_keys: Sequence[str], source: ConfigSource | None) -> None:
+    def __init__(
+        self,
+        target: SshTarget,
+        d: Desired,
+        report: Report,
+        *,
+        root: str,
+        previous: bytes | None,
+        fallback_keys: Sequence[str],
+        platform_keys: Sequence[str],
+        source: ConfigSource | None,
+    ) -> None:
         self.target = target
         self.keys = [target, *(target.with_key(k) for k in fallback_keys if k and k != target.private_key)]
         self.d = d
@@ -250,9 +288,14 @@ class _Run:
         return min(seconds, left)
 
     async def dial(self, timeout: float, *, attempt_timeout: float = 8.0) -> SshSession:
-        return await dial(self.keys, timeout=self.bound(timeout), attempt_timeout=attempt_timeout,
-                          on_attempt=lambda n, el, exc: self.report(self.phase, f"waiting for SSH: {exc.message}", el)
-                          if n % 5 == 1 else None)
+        return await dial(
+            self.keys,
+            timeout=self.bound(timeout),
+            attempt_timeout=attempt_timeout,
+            on_attempt=lambda n, el, exc: (
+                self.report(self.phase, f"waiting for SSH: {exc.message}", el) if n % 5 == 1 else None
+            ),
+        )
 
     def wrap(self, exc: SshError) -> messages.ReprovisionError:
         """An SSH failure in the current phase, reported with the host's state and the next step."""
@@ -269,8 +312,11 @@ class _Run:
         except AuthRefused as exc:
             raise messages.ReprovisionError(exc.message, messages.UNCHANGED, exc.advice) from None
         except SshError as exc:
-            raise messages.ReprovisionError(f"cannot reach {self.host}: {exc.message}", messages.UNCHANGED,
-                                            "check the address and that the host is up; nothing was changed") from None
+            raise messages.ReprovisionError(
+                f"cannot reach {self.host}: {exc.message}",
+                messages.UNCHANGED,
+                "check the address and that the host is up; nothing was changed",
+            ) from None
         locked = False
         try:
             self.phase = "preflight"
@@ -294,8 +340,15 @@ class _Run:
 
     async def run_preflight(self, s: SshSession) -> tuple[preflight.Findings, Plan]:
         login_key = self.target.public_key()
-        req = preflight.script_for(self.d, root=self.root, owner_json=self.me.to_json(), take_lock=True,
-                                   stale=None, user=self.target.user, login_key=login_key)
+        req = preflight.script_for(
+            self.d,
+            root=self.root,
+            owner_json=self.me.to_json(),
+            take_lock=True,
+            stale=None,
+            user=self.target.user,
+            login_key=login_key,
+        )
         kv = await run_script(s, req.script)
         findings = preflight.interpret(req, kv, self.d, root=self.root, user=self.target.user)
         f = findings.facts
@@ -305,16 +358,26 @@ class _Run:
         elif stale_ours(f.lock_owner):
             holder = await acquire_lock(s, self.me, root=self.root, replace=f.lock_text)
             if holder is None:
-                self.report("preflight", "took over a stale lock left by an earlier run of this machine "
-                            f"({f.lock_owner.describe() if f.lock_owner else '?'})", None)
+                self.report(
+                    "preflight",
+                    "took over a stale lock left by an earlier run of this machine "
+                    f"({f.lock_owner.describe() if f.lock_owner else '?'})",
+                    None,
+                )
                 findings.facts = f = _with_lock(f)
         if not f.lock_taken:
             who = f.lock_owner.describe() if f.lock_owner else (f.lock_text or "?")[:80]
             age = f", taken {f.lock_age:.0f}s ago" if f.lock_age is not None else ""
             raise messages.locked(self.host, who + age, f.stamp)
         try:
-            refusals = preflight.local_refusals(self.d, findings, user=self.target.user, login_key=login_key,
-                                                platform_keys=self.platform_keys, previous=self._previous(f))
+            refusals = preflight.local_refusals(
+                self.d,
+                findings,
+                user=self.target.user,
+                login_key=login_key,
+                platform_keys=self.platform_keys,
+                previous=self._previous(f),
+            )
             refusals += findings.refusals
             op_refusals, op_warnings, pointer_hex = await preflight.operator_side(self.d, self.source)
             findings.warnings += op_warnings
@@ -329,8 +392,12 @@ class _Run:
             self.report("preflight", n, None)
         for w in (*plan.warnings, *findings.warnings):
             self.report("preflight", f"warning: {w}", None)
-        self.report("preflight", f"Flatcar {f.version}, applied {short(f.stamp)}, desired "
-                    f"{short(self.d.config_hash)}; phases: {' → '.join(plan.phases)}", None)
+        self.report(
+            "preflight",
+            f"Flatcar {f.version}, applied {short(f.stamp)}, desired "
+            f"{short(self.d.config_hash)}; phases: {' → '.join(plan.phases)}",
+            None,
+        )
         return findings, plan
 
     def _previous(self, f: HostFacts) -> bytes | None:
@@ -338,19 +405,30 @@ class _Run:
 
         return rollback_config(f, self.previous)
 
-    async def _republish(self, findings: preflight.Findings, refusals: list[Refusal],
-                         pointer_hex: str | None) -> list[Refusal]:
+    async def _republish(
+        self, findings: preflight.Findings, refusals: list[Refusal], pointer_hex: str | None
+    ) -> list[Refusal]:
         """After our own rollback restored the previous config at the source, the next run of the
         new config puts it back there (the hosting resource's state still says it holds it)."""
         f = findings.facts
         r = f.rollback_record
         held = pointer_hex or findings.pointer_sha512
-        if not (r and r.reason.startswith("source restored") and self.source and self.d.delivery != "file"
-                and f.applied_config and held == hashlib.sha512(f.applied_config).hexdigest()):
+        if not (
+            r
+            and r.reason.startswith("source restored")
+            and self.source
+            and self.d.delivery != "file"
+            and f.applied_config
+            and held == hashlib.sha512(f.applied_config).hexdigest()
+        ):
             return refusals
         await self.source.write(self.d.config)
-        self.report("preflight", f"re-published the new config at {self.d.config_url} (an earlier "
-                    "rollback had restored the previous one there)", None)
+        self.report(
+            "preflight",
+            f"re-published the new config at {self.d.config_url} (an earlier "
+            "rollback had restored the previous one there)",
+            None,
+        )
         findings.refusals = [x for x in findings.refusals if "does not hold the new config" not in x.reason]
         return [x for x in refusals if "does not hold the new config" not in x.reason]
 
@@ -367,7 +445,9 @@ class _Run:
                 return await self.rollback_in_place(s, v, plan)
             await release_lock(s, self.me, root=self.root)
             raise messages.verify_failed(self.host, v.problems, v.facts.stamp)
-        applied = None if (f.applied_config and stamp_of(f.applied_config) == self.d.config_hash) else self.d.config
+        applied = (
+            None if (f.applied_config and stamp_of(f.applied_config) == self.d.config_hash) else self.d.config
+        )
         await self.confirm(s, fresh="confirm" in plan.phases, applied=applied)
         return self.outcome(v, plan, findings, rebooted=False)
 
@@ -382,20 +462,48 @@ class _Run:
             hashed, skipped = hash_selection(findings.kept, d.policy.hash_budget_bytes)
             self.not_hashed = skipped
             keep = preflight.keep_entries(d, deadman=deadman)
-            staging = Staging(d.config_hash, f.boot_id, f.now, d.delivery, (),
-                              tuple(sorted(build_manifest(d.document).items())),
-                              f.stamp, False, d.policy.confirm_window if deadman else 0.0, keep)
-            seed = plan.rollback_config if (plan.rollback_config is not None
-                                            and f.applied_config != plan.rollback_config) else None
-            man = scripts.deadman_files(
-                new_hash=d.config_hash, previous_hash=f.stamp or "", staged_boot=f.boot_id,
-                window=d.policy.confirm_window, rollback_reset=rollback_argv(d)) if deadman else None
+            staging = Staging(
+                d.config_hash,
+                f.boot_id,
+                f.now,
+                d.delivery,
+                (),
+                tuple(sorted(build_manifest(d.document).items())),
+                f.stamp,
+                False,
+                d.policy.confirm_window if deadman else 0.0,
+                keep,
+            )
+            seed = (
+                plan.rollback_config
+                if (plan.rollback_config is not None and f.applied_config != plan.rollback_config)
+                else None
+            )
+            man = (
+                scripts.deadman_files(
+                    new_hash=d.config_hash,
+                    previous_hash=f.stamp or "",
+                    staged_boot=f.boot_id,
+                    window=d.policy.confirm_window,
+                    rollback_reset=rollback_argv(d),
+                )
+                if deadman
+                else None
+            )
             script = scripts.stage(
-                staging_json=staging.to_json(), kept_list=b"".join(e.record() for e in findings.kept),
-                hash_paths=hashed, config=d.config, config_sha512=hashlib.sha512(d.config).hexdigest(),
-                delivery=d.delivery, reset_argv=reset_argv(d, deadman=deadman),
-                cancel_first="cleanup" in plan.phases, remove_oem=plan.remove_oem, seed_applied=seed,
-                deadman=man, reboot_unit=f"flatcar-infra-reboot-{self.me.token[:8]}")
+                staging_json=staging.to_json(),
+                kept_list=b"".join(e.record() for e in findings.kept),
+                hash_paths=hashed,
+                config=d.config,
+                config_sha512=hashlib.sha512(d.config).hexdigest(),
+                delivery=d.delivery,
+                reset_argv=reset_argv(d, deadman=deadman),
+                cancel_first="cleanup" in plan.phases,
+                remove_oem=plan.remove_oem,
+                seed_applied=seed,
+                deadman=man,
+                reboot_unit=f"flatcar-infra-reboot-{self.me.token[:8]}",
+            )
             issued = True
             try:
                 kv = await run_script(s, script)
@@ -406,24 +514,49 @@ class _Run:
                         f"staging failed on {self.host}: {exc.message}",
                         "unknown: the reset may be staged partly (no reboot was scheduled)",
                         "run again (a staged reset is cancelled and staged afresh), or cancel it on the "
-                        "host with 'sudo flatcar-reset --stop'", applied_hash=f.stamp) from None
+                        "host with 'sudo flatcar-reset --stop'",
+                        applied_hash=f.stamp,
+                    ) from None
                 issued = False  # lost: the script may or may not have scheduled the reboot
-                self.report("stage", f"connection lost while staging ({exc.message}); waiting to see "
-                            "whether the host reboots", None)
+                self.report(
+                    "stage",
+                    f"connection lost while staging ({exc.message}); waiting to see whether the host reboots",
+                    None,
+                )
                 kv = {}
             sums = parse_kv_sums(kv.get("sums"))
             kept = tuple(sorted((e.path, kept_digest(e, sums.get(e.path))) for e in findings.kept))
-            staging = Staging(staging.desired_hash, staging.boot_id, staging.staged_at, staging.delivery, kept,
-                              staging.manifest, staging.previous_hash, False, staging.confirm_window, keep)
-            self.report("stage", f"{len(kept)} kept file(s) recorded"
-                        + (f"; {len(skipped)} not hashed (budget {d.policy.hash_budget_bytes} bytes), e.g. "
-                           f"{skipped[0]}" if skipped else "")
-                        + ("; dead-man switch armed" if deadman else ""), None)
+            staging = Staging(
+                staging.desired_hash,
+                staging.boot_id,
+                staging.staged_at,
+                staging.delivery,
+                kept,
+                staging.manifest,
+                staging.previous_hash,
+                False,
+                staging.confirm_window,
+                keep,
+            )
+            self.report(
+                "stage",
+                f"{len(kept)} kept file(s) recorded"
+                + (
+                    f"; {len(skipped)} not hashed (budget {d.policy.hash_budget_bytes} bytes), e.g. "
+                    f"{skipped[0]}"
+                    if skipped
+                    else ""
+                )
+                + ("; dead-man switch armed" if deadman else ""),
+                None,
+            )
         self.state = messages.REBOOTING if issued else messages.STAGED + " (maybe)"
         _ACTIVE_TOKENS.discard(self.me.token)  # the reboot clears /run and the lock with it
         return staging, issued
 
-    async def await_new_boot(self, old_boot: str, staging: Staging, plan: Plan, *, issued: bool) -> SshSession:
+    async def await_new_boot(
+        self, old_boot: str, staging: Staging, plan: Plan, *, issued: bool
+    ) -> SshSession:
         """Dial until the host answers on a boot other than ``old_boot``.
 
         - still the old boot ``REBOOT_GRACE`` after the reboot was issued: it never happened;
@@ -435,10 +568,9 @@ class _Run:
         self.phase = "reboot"
         t0 = time.monotonic()
         p = self.d.policy
-        same_since: float | None = None
-        grace = REBOOT_GRACE if issued else 30.0
+        grace = min(REBOOT_GRACE if issued else 30.0, p.reboot_timeout)
         with self.timer.phase("reboot", "waiting for the new boot"):
-            first = await self._await(old_boot, t0, p.reboot_timeout, grace, same_since, issued)
+            first = await self._await(old_boot, t0, p.reboot_timeout, issued=issued, grace=grace)
             if first is not None:
                 return first
         # no answer within reboot_timeout
@@ -455,36 +587,75 @@ class _Run:
                 try:
                     await self.source.write(back)
                     self.restored_source = True
-                    self.report("rollback", f"no answer within {p.reboot_timeout:g}s: restored the previous "
-                                f"config {short(stamp_of(back))} at {self.d.config_url} (if Ignition failed, "
-                                "the emergency reboot applies it)", None)
+                    self.report(
+                        "rollback",
+                        f"no answer within {p.reboot_timeout:g}s: restored the previous "
+                        f"config {short(stamp_of(back))} at {self.d.config_url} (if Ignition failed, "
+                        "the emergency reboot applies it)",
+                        None,
+                    )
                 except SourceError as exc:
-                    self.report("rollback", f"could not restore the previous config at the source: "
-                                f"{exc.message}", None)
+                    self.report(
+                        "rollback",
+                        f"could not restore the previous config at the source: {exc.message}",
+                        None,
+                    )
             else:
-                self.report("rollback", "no config_source: a failed Ignition run cannot be undone "
-                            "from here", None)
-        with self.timer.phase("rollback", f"no answer within {p.reboot_timeout:g}s; waiting up to "
-                              f"{wait:g}s while {how}"):
-            back_s = await self._await(old_boot, time.monotonic(), wait, None, None, True, rollback=True)
+                self.report(
+                    "rollback", "no config_source: a failed Ignition run cannot be undone from here", None
+                )
+        with self.timer.phase(
+            "rollback", f"no answer within {p.reboot_timeout:g}s; waiting up to {wait:g}s while {how}"
+        ):
+            back_s = await self._await(old_boot, time.monotonic(), wait, issued=True, rollback=True)
         if back_s is None:
-            raise messages.not_back(self.host, p.reboot_timeout + wait,
-                                    "neither the new config nor the rollback answered SSH", self.applied)
+            raise messages.not_back(
+                self.host,
+                p.reboot_timeout + wait,
+                "neither the new config nor the rollback answered SSH",
+                self.applied,
+            )
         return back_s
 
-    async def _await(self, old_boot: str, t0: float, timeout: float, grace: float | None,
-                     same_since: float | None, issued: bool, *, rollback: bool = False) -> SshSession | None:
+    async def _await(
+        self,
+        old_boot: str,
+        t0: float,
+        timeout: float,
+        *,
+        issued: bool,
+        grace: float | None = None,
+        rollback: bool = False,
+    ) -> SshSession | None:
+        """Dial until the host answers on a boot other than ``old_boot``; None at ``timeout``.
+        A host that keeps answering on the old boot for ``grace`` seconds (or until the timeout)
+        did not reboot: that is an answer, raised at once."""
+        same_since: float | None = None
+
+        def never_rebooted() -> messages.ReprovisionError:
+            if issued:
+                return messages.no_reboot(self.host, time.monotonic() - (same_since or t0), self.applied)
+            return messages.lost_before_reboot(
+                self.host, "the host still runs the same boot: the reboot was never scheduled", self.applied
+            )
+
         while True:
             left = t0 + timeout - time.monotonic()
             if left <= 0:
+                if same_since is not None:
+                    raise never_rebooted()
                 return None
             try:
                 s = await self.dial(left)
             except HostKeyMismatch:
                 if self.d.policy.strategy == "wipe-root":
                     key = await fetch_host_key(self.host, self.target.port)
-                    self.report("reboot", f"wipe-root: the host has a NEW host key {key.split()[0]} (ROOT "
-                                "was reformatted); pinning it from now on (trust on first use)", None)
+                    self.report(
+                        "reboot",
+                        f"wipe-root: the host has a NEW host key {key.split()[0]} (ROOT "
+                        "was reformatted); pinning it from now on (trust on first use)",
+                        None,
+                    )
                     self.target = self.target.pinned(key)
                     self.keys = [k.pinned(key) for k in self.keys]
                     continue
@@ -492,13 +663,16 @@ class _Run:
             except AuthRefused:
                 # the host is up but refuses every key we have: the new config does not let us in
                 if not rollback:
-                    self.report(self.phase, "the host answers but refuses our keys: waiting for the "
-                                "dead-man switch", None)
+                    self.report(
+                        self.phase,
+                        "the host answers but refuses our keys: waiting for the dead-man switch",
+                        None,
+                    )
                     return None
                 await asyncio.sleep(min(5.0, max(0.0, t0 + timeout - time.monotonic())))
                 continue
             except SshError:
-                return None
+                continue  # the deadline check above decides
             try:
                 boot = (await s.run(["cat", "/proc/sys/kernel/random/boot_id"], timeout=15)).text.strip()
             except SshError:
@@ -507,17 +681,14 @@ class _Run:
             if boot and boot != old_boot:
                 return s
             await s.close()
-            if not issued and grace is None:
-                grace = 30.0
             same_since = same_since if same_since is not None else time.monotonic()
             if grace is not None and time.monotonic() - same_since > grace:
-                if issued:
-                    raise messages.no_reboot(self.host, grace, self.applied)
-                raise messages.lost_before_reboot(self.host, "the host still runs the same boot: the reboot "
-                                                  "was never scheduled", self.applied)
-            await asyncio.sleep(1.0)
+                raise never_rebooted()
+            await asyncio.sleep(min(1.0, max(0.0, t0 + timeout - time.monotonic())))
 
-    async def after_reboot(self, s: SshSession, staging: Staging, plan: Plan, findings: preflight.Findings) -> Outcome:
+    async def after_reboot(
+        self, s: SshSession, staging: Staging, plan: Plan, findings: preflight.Findings
+    ) -> Outcome:
         self.phase = "verify"
         self.state = messages.APPLIED
         try:
@@ -532,10 +703,18 @@ class _Run:
                 if back is not None and v.facts.stamp == self.d.config_hash:
                     return await self.rollback_in_place(s, v, plan)
                 await release_lock(s, self.me, root=self.root)
-                raise messages.verify_failed(self.host, v.problems, v.facts.stamp, why_no_rollback=(
-                    "rollback is off" if not self.d.policy.rollback else
-                    "the host does not run the new config" if v.facts.stamp != self.d.config_hash else
-                    "no previous config to return to"))
+                raise messages.verify_failed(
+                    self.host,
+                    v.problems,
+                    v.facts.stamp,
+                    why_no_rollback=(
+                        "rollback is off"
+                        if not self.d.policy.rollback
+                        else "the host does not run the new config"
+                        if v.facts.stamp != self.d.config_hash
+                        else "no previous config to return to"
+                    ),
+                )
             await self.confirm(s, fresh=back is not None, applied=None if back is not None else self.d.config)
             if self.restored_source and self.source is not None:
                 await self.source.write(self.d.config)  # the new config came up late after all
@@ -551,18 +730,26 @@ class _Run:
         how = "rolled back by itself"
         if r is not None and r.by == "deadman" and r.from_hash == self.d.config_hash:
             why.append(r.reason)
-            how = f"the dead-man switch re-applied it after {self.d.policy.confirm_window:g}s without confirmation"
+            how = (f"the dead-man switch re-applied it after {self.d.policy.confirm_window:g}s without "
+                   "confirmation")
         elif self.restored_source:
-            why.append("the new boot never answered SSH (Ignition failed in the initramfs, or SSH or the "
-                       "network were broken); the previous config was restored at the config source")
+            why.append(
+                "the new boot never answered SSH (Ignition failed in the initramfs, or SSH or the "
+                "network were broken); the previous config was restored at the config source"
+            )
             how = "the initramfs' emergency reboot applied the restored config"
         else:
             why.append("the host runs the previous config: Ignition did not apply the new one")
             how = "Ignition did not apply the new config"
         if self.restored_source:
-            rec = RollbackRecord(r.by if r else "procedure", self.d.config_hash, v.facts.stamp or "",
-                                 r.boot_id if r else "", r.at if r else v.facts.now,
-                                 "source restored: " + "; ".join(why))
+            rec = RollbackRecord(
+                r.by if r else "procedure",
+                self.d.config_hash,
+                v.facts.stamp or "",
+                r.boot_id if r else "",
+                r.at if r else v.facts.now,
+                "source restored: " + "; ".join(why),
+            )
             await run_script(s, scripts.record_rollback(rec.to_json()))
         if v.problems:
             why += [f"(and the previous config's own check: {p})" for p in v.problems]
@@ -577,28 +764,59 @@ class _Run:
         prev = stamp_of(back) or ""
         why = list(v.problems)
         self.phase = "rollback"
-        self.report("rollback", f"the new config was rejected ({why[0]}); rolling back to {short(prev)}", None)
+        self.report(
+            "rollback", f"the new config was rejected ({why[0]}); rolling back to {short(prev)}", None
+        )
         f = v.facts
-        staging = Staging(prev, f.boot_id, f.now, "file", f.staging.kept if f.staging else (), (),
-                          self.d.config_hash, True, 0.0, preflight.keep_entries(self.d, deadman=False))
+        staging = Staging(
+            prev,
+            f.boot_id,
+            f.now,
+            "file",
+            f.staging.kept if f.staging else (),
+            (),
+            self.d.config_hash,
+            True,
+            0.0,
+            preflight.keep_entries(self.d, deadman=False),
+        )
         rec = RollbackRecord("procedure", self.d.config_hash, prev, f.boot_id, f.now, "; ".join(why)[:500])
         with self.timer.phase("rollback", f"re-applying the previous config {short(prev)}"):
             try:
-                kv = await run_script(s, scripts.rollback(
-                    record=rec.to_json(), staging_json=staging.to_json(), reset_argv=rollback_argv(self.d),
-                    reboot_unit=f"flatcar-infra-rollback-{self.me.token[:8]}"))
+                kv = await run_script(
+                    s,
+                    scripts.rollback(
+                        record=rec.to_json(),
+                        staging_json=staging.to_json(),
+                        reset_argv=rollback_argv(self.d),
+                        reboot_unit=f"flatcar-infra-rollback-{self.me.token[:8]}",
+                    ),
+                )
             except SshError as exc:
-                raise messages.rollback_failed(self.host, self.d.config_hash, prev, exc.message, f.stamp) from None
+                raise messages.rollback_failed(
+                    self.host, self.d.config_hash, prev, exc.message, f.stamp
+                ) from None
             if kv.get("rollback") == b"already-started":
                 self.report("rollback", "the dead-man switch is already rolling back", None)
             await s.close()
             self.state = "the host was told to reboot into its previous config"
             self.phase = "rollback"
-            back_s = await self._await(f.boot_id, time.monotonic(), self.d.policy.reboot_timeout, REBOOT_GRACE,
-                                       None, True, rollback=True)
+            back_s = await self._await(
+                f.boot_id,
+                time.monotonic(),
+                self.d.policy.reboot_timeout,
+                issued=True,
+                grace=min(REBOOT_GRACE, self.d.policy.reboot_timeout),
+                rollback=True,
+            )
         if back_s is None:
-            raise messages.rollback_failed(self.host, self.d.config_hash, prev,
-                                           f"no SSH answer within {self.d.policy.reboot_timeout:g}s", f.stamp)
+            raise messages.rollback_failed(
+                self.host,
+                self.d.config_hash,
+                prev,
+                f"no SSH answer within {self.d.policy.reboot_timeout:g}s",
+                f.stamp,
+            )
         try:
             with self.timer.phase("rollback-verify", f"verifying the previous config {short(prev)}"):
                 v2 = await self.verify(back_s, _Expect.previous(self.d, back), staging, f)
@@ -606,24 +824,36 @@ class _Run:
         finally:
             await back_s.close()
         if v2.facts.stamp != prev:
-            raise messages.rollback_failed(self.host, self.d.config_hash, prev,
-                                           f"the host runs {short(v2.facts.stamp)}", v2.facts.stamp)
+            raise messages.rollback_failed(
+                self.host, self.d.config_hash, prev, f"the host runs {short(v2.facts.stamp)}", v2.facts.stamp
+            )
         if v2.problems:
             why += [f"(and after the rollback: {p})" for p in v2.problems]
         raise messages.rolled_back(self.host, self.d.config_hash, prev, why, "re-applied in place")
 
-    async def verify(self, s: SshSession, want: _Expect, staging: Staging | None,
-                     before: HostFacts | None) -> _Verified:
+    async def verify(
+        self, s: SshSession, want: _Expect, staging: Staging | None, before: HostFacts | None
+    ) -> _Verified:
         """Prove the host runs ``want``: stamp, Ignition ran on this boot, kept files intact,
         machine-id kept, no enabled unit failed, health checks pass. One round trip."""
         kept_record = dict(staging.kept) if staging else {}
         hash_paths = [p for p, v in kept_record.items() if not v.startswith("link:") and not v.endswith(":-")]
-        keep = staging.keep_paths if staging and staging.keep_paths else preflight.keep_entries(self.d, deadman=False)
+        keep = (
+            staging.keep_paths
+            if staging and staging.keep_paths
+            else preflight.keep_entries(self.d, deadman=False)
+        )
         from flatcar_infra.reprovision.kept import keep_regex
 
-        script = scripts.verify(self.root, owner_json=self.me.to_json(), keep_rx=keep_regex(keep) if keep else
-                                "(/selective-os-reset)", hash_paths=hash_paths, user=s.target.user,
-                                health_checks=want.health_checks, health_timeout=want.health_timeout)
+        script = scripts.verify(
+            self.root,
+            owner_json=self.me.to_json(),
+            keep_rx=keep_regex(keep) if keep else "(/selective-os-reset)",
+            hash_paths=hash_paths,
+            user=s.target.user,
+            health_checks=want.health_checks,
+            health_timeout=want.health_timeout,
+        )
         kv = await run_script(s, script)
         f = parse_facts(kv)
         if f.lock_taken:
@@ -631,35 +861,56 @@ class _Run:
         problems: list[str] = []
         warnings: list[str] = []
         if f.stamp != want.config_hash:
-            problems.append(f"the host runs config {short(f.stamp)}, not {short(want.config_hash)}: Ignition did "
-                            "not apply it (see 'journalctl -b -t ignition')")
+            problems.append(
+                f"the host runs config {short(f.stamp)}, not {short(want.config_hash)}: Ignition did "
+                "not apply it (see 'journalctl -b -t ignition')"
+            )
         fresh = staging is not None and staging.boot_id != f.boot_id
         if fresh and staging is not None:
             if f.ignition_result_mtime is None or f.ignition_result_mtime < staging.staged_at:
-                problems.append("/etc/.ignition-result.json is not newer than the staging: Ignition did not "
-                                "run on this boot")
+                problems.append(
+                    "/etc/.ignition-result.json is not newer than the staging: Ignition did not "
+                    "run on this boot"
+                )
             listing = parse_listing(kv.get("kept_listing") or b"")
             if self.root:
-                listing = [KeptEntry(e.path[len(self.root):], e.kind, e.size, e.mtime) for e in listing]
+                listing = [KeptEntry(e.path[len(self.root) :], e.kind, e.size, e.mtime) for e in listing]
             sums = parse_kv_sums(kv.get("sums"))
             after = {e.path: kept_digest(e, sums.get(e.path)) for e in listing}
             cmp = compare_kept(kept_record, after, {e.path: e.mtime for e in listing}, staging.staged_at)
             problems += [f"kept path {p} is gone after the reset" for p in cmp.missing]
-            problems += [f"kept file {p} changed although nothing wrote it since staging" for p in cmp.corrupted]
+            problems += [
+                f"kept file {p} changed although nothing wrote it since staging" for p in cmp.corrupted
+            ]
             if cmp.rewritten:
-                warnings.append(f"{len(cmp.rewritten)} kept file(s) were written by the running system since "
-                                f"staging (e.g. {cmp.rewritten[0]})")
+                warnings.append(
+                    f"{len(cmp.rewritten)} kept file(s) were written by the running system since "
+                    f"staging (e.g. {cmp.rewritten[0]})"
+                )
             self.report("verify", f"{len(kept_record)} kept file(s) checked", None)
-        if (before is not None and want.keep_machine_id and before.machine_id
-                and f.machine_id != before.machine_id):
-            problems.append(f"the machine-id changed ({before.machine_id} → {f.machine_id}) although it was kept")
-        state = (kv.get("system_state") or b"unknown").decode(errors="replace").strip().splitlines()[-1:] or ["unknown"]
+        if (
+            before is not None
+            and want.keep_machine_id
+            and before.machine_id
+            and f.machine_id != before.machine_id
+        ):
+            problems.append(
+                f"the machine-id changed ({before.machine_id} → {f.machine_id}) although it was kept"
+            )
+        state = (kv.get("system_state") or b"unknown").decode(errors="replace").strip().splitlines()[-1:] or [
+            "unknown"
+        ]
         failed = (kv.get("failed_units") or b"").decode(errors="replace").split()
-        problems += [f"unit {u} (enabled by the config) has failed; see 'journalctl -b -u {u}'"
-                     for u in want.enabled_units if u in failed]
+        problems += [
+            f"unit {u} (enabled by the config) has failed; see 'journalctl -b -u {u}'"
+            for u in want.enabled_units
+            if u in failed
+        ]
         if state[0] != "running":
-            warnings.append(f"systemctl is-system-running: {state[0]}" + (f" (failed: {', '.join(failed)})"
-                                                                          if failed else ""))
+            warnings.append(
+                f"systemctl is-system-running: {state[0]}"
+                + (f" (failed: {', '.join(failed)})" if failed else "")
+            )
         for i, _cmd in enumerate(want.health_checks, 1):
             rc = (kv.get(f"health_rc_{i - 1}") or b"?").decode()
             err = (kv.get(f"health_err_{i - 1}") or b"").decode(errors="replace").strip()
@@ -675,27 +926,46 @@ class _Run:
         """Confirm the boot over a FRESH login (proving new SSH logins work), disarming the
         dead-man switch; save the config as the host's rollback target; release the lock."""
         self.phase = "confirm"
-        with self.timer.phase("confirm", "confirming the boot over a fresh SSH login" if fresh else
-                              "recording the applied config"):
+        with self.timer.phase(
+            "confirm",
+            "confirming the boot over a fresh SSH login" if fresh else "recording the applied config",
+        ):
             c = s
             if fresh:
                 c = await self.dial(60)
             try:
-                kv = await run_script(c, scripts.confirm(self.root, lock_token=self.me.token,
-                                                         new_sha512=hashlib.sha512(self.d.config).hexdigest(),
-                                                         applied=applied))
+                kv = await run_script(
+                    c,
+                    scripts.confirm(
+                        self.root,
+                        lock_token=self.me.token,
+                        new_sha512=hashlib.sha512(self.d.config).hexdigest(),
+                        applied=applied,
+                    ),
+                )
             finally:
                 if c is not s:
                     await c.close()
         _ACTIVE_TOKENS.discard(self.me.token)
         if kv.get("confirm") == b"too-late":
-            raise SshError("the dead-man switch started its rollback before the confirmation "
-                           f"(policy.confirm_window {self.d.policy.confirm_window:g}s is too short for this host)")
+            raise SshError(
+                "the dead-man switch started its rollback before the confirmation "
+                f"(policy.confirm_window {self.d.policy.confirm_window:g}s is too short for this host)"
+            )
 
     def outcome(self, v: _Verified, plan: Plan, findings: preflight.Findings, *, rebooted: bool) -> Outcome:
-        return Outcome(v.facts.stamp, v.facts.boot_id, self.target.host_key, v.facts.machine_id, v.state, rebooted,
-                       tuple(self.timer.phases), (*plan.warnings, *findings.warnings, *v.warnings),
-                       (*plan.notes, *findings.notes), tuple(self.not_hashed))
+        return Outcome(
+            v.facts.stamp,
+            v.facts.boot_id,
+            self.target.host_key,
+            v.facts.machine_id,
+            v.state,
+            rebooted,
+            tuple(self.timer.phases),
+            (*plan.warnings, *findings.warnings, *v.warnings),
+            (*plan.notes, *findings.notes),
+            tuple(self.not_hashed),
+        )
 
 
 def _with_lock(f: HostFacts) -> HostFacts:
@@ -714,9 +984,18 @@ def parse_kv_sums(data: bytes | None) -> dict[str, str]:
     return out
 
 
-async def ensure(target: SshTarget, d: Desired, *, report: Report = _noop, first_boot_wait: float = 0,
-                 root: str = "", previous: bytes | None = None, fallback_keys: Sequence[str] = (),
-                 platform_keys: Sequence[str] = (), source: ConfigSource | None = None) -> Outcome:
+async def ensure(
+    target: SshTarget,
+    d: Desired,
+    *,
+    report: Report = _noop,
+    first_boot_wait: float = 0,
+    root: str = "",
+    previous: bytes | None = None,
+    fallback_keys: Sequence[str] = (),
+    platform_keys: Sequence[str] = (),
+    source: ConfigSource | None = None,
+) -> Outcome:
     """Bring the host to ``d``: verify only when it already runs it, else the full procedure with
     rollback. ``previous``: the caller's copy of the config the host runs (used when the host has
     none saved); ``fallback_keys``: older private keys to log in with while the new one is not
@@ -724,8 +1003,16 @@ async def ensure(target: SshTarget, d: Desired, *, report: Report = _noop, first
     boot; ``source``: where the operator reads and restores the hosted config (pointer/URL).
     Raises ``messages.ReprovisionError`` (with ``applied_hash`` and ``rolled_back``) on failure.
     """
-    run = _Run(target, d, report, root=root, previous=previous, fallback_keys=fallback_keys,
-               platform_keys=platform_keys, source=source)
+    run = _Run(
+        target,
+        d,
+        report,
+        root=root,
+        previous=previous,
+        fallback_keys=fallback_keys,
+        platform_keys=platform_keys,
+        source=source,
+    )
     try:
         return await asyncio.wait_for(run.go(first_boot_wait), timeout=d.policy.deadline + 30)
     except TimeoutError:
@@ -733,6 +1020,7 @@ async def ensure(target: SshTarget, d: Desired, *, report: Report = _noop, first
 
 
 # --- read-only entry points (refresh, dry run, connection-only update) ------------------------------
+
 
 async def read_applied(target: SshTarget, *, wait: float = 0, root: str = "") -> dict[str, Any]:
     """The host's applied hash and boot (``pulumi refresh``)."""
@@ -751,8 +1039,16 @@ async def connect_only(target: SshTarget, d: Desired, report: Report = _noop, *,
         await release_lock(s, run.me, root=root)
     if v.problems:
         raise messages.verify_failed(target.host, v.problems, v.facts.stamp)
-    return Outcome(v.facts.stamp, v.facts.boot_id, target.host_key, v.facts.machine_id, v.state, False,
-                   tuple(run.timer.phases), tuple(v.warnings))
+    return Outcome(
+        v.facts.stamp,
+        v.facts.boot_id,
+        target.host_key,
+        v.facts.machine_id,
+        v.state,
+        False,
+        tuple(run.timer.phases),
+        tuple(v.warnings),
+    )
 
 
 @dataclass(frozen=True)
@@ -767,26 +1063,47 @@ class DryRun:
     warnings: tuple[str, ...] = ()
 
 
-async def dry_run(target: SshTarget, d: Desired, *, root: str = "", previous: bytes | None = None,
-                  platform_keys: Sequence[str] = (), source: ConfigSource | None = None) -> DryRun:
+async def dry_run(
+    target: SshTarget,
+    d: Desired,
+    *,
+    root: str = "",
+    previous: bytes | None = None,
+    platform_keys: Sequence[str] = (),
+    source: ConfigSource | None = None,
+) -> DryRun:
     """Preflight (every check) and previews; changes nothing, not even the lock. Returns the exact
     commands a real run would send (payloads shown by size)."""
     me = _me()
     async with await dial(target, timeout=FIRST_DIAL) as s:
         login_key = target.public_key()
-        req = preflight.script_for(d, root=root, owner_json=me.to_json(), take_lock=False, stale=None,
-                                   user=target.user, login_key=login_key)
+        req = preflight.script_for(
+            d,
+            root=root,
+            owner_json=me.to_json(),
+            take_lock=False,
+            stale=None,
+            user=target.user,
+            login_key=login_key,
+        )
         kv = await run_script(s, req.script)
         findings = preflight.interpret(req, kv, d, root=root, user=target.user)
         f = findings.facts
         from flatcar_infra.reprovision.decide import rollback_config
 
         back = rollback_config(f, previous)
-        refusals = preflight.local_refusals(d, findings, user=target.user, login_key=login_key,
-                                            platform_keys=platform_keys, previous=back)
+        refusals = preflight.local_refusals(
+            d, findings, user=target.user, login_key=login_key, platform_keys=platform_keys, previous=back
+        )
         op_refusals, op_warnings, _ = await preflight.operator_side(d, source)
-        plan = decide(f, d, me, stale_ours=stale_ours(f.lock_owner), previous=previous,
-                      checks=[*refusals, *findings.refusals, *op_refusals])
+        plan = decide(
+            f,
+            d,
+            me,
+            stale_ours=stale_ours(f.lock_owner),
+            previous=previous,
+            checks=[*refusals, *findings.refusals, *op_refusals],
+        )
         current: dict[str, str] | None = None
         if f.staging and f.staging.desired_hash == f.stamp and f.staging.manifest:
             current = dict(f.staging.manifest)
@@ -798,56 +1115,103 @@ async def dry_run(target: SshTarget, d: Desired, *, root: str = "", previous: by
         pkeep: tuple[str, ...] = ()
         if f.reset_tool and plan.reboots and not root:
             for kind in ("delete", "keep"):
-                res = await s.run(as_root(s, reset_argv(d, preview=kind, deadman=plan.rollback_config is not None)),
-                                  timeout=300)
+                res = await s.run(
+                    as_root(s, reset_argv(d, preview=kind, deadman=plan.rollback_config is not None)),
+                    timeout=300,
+                )
                 err = res.stderr.decode(errors="replace").strip()
-                lines = tuple(res.text.splitlines()) if res.ok else (
-                    f"(flatcar-reset --preview-{kind} failed: {err})",)
+                lines = (
+                    tuple(res.text.splitlines())
+                    if res.ok
+                    else (f"(flatcar-reset --preview-{kind} failed: {err})",)
+                )
                 if kind == "delete":
                     pdel = lines
                 else:
                     pkeep = lines
     commands = planned_commands(d, req, findings, plan, me, user=target.user) if not plan.refused else ()
-    return DryRun(f, plan, tuple(changes), current is not None, pdel, pkeep, commands,
-                  (*findings.warnings, *op_warnings))
+    return DryRun(
+        f,
+        plan,
+        tuple(changes),
+        current is not None,
+        pdel,
+        pkeep,
+        commands,
+        (*findings.warnings, *op_warnings),
+    )
 
 
 def _sudo_sh(user: str) -> str:
     return "sh -s" if user == "root" else "sudo -n sh -s"
 
 
-def planned_commands(d: Desired, req: preflight.Request, findings: preflight.Findings, plan: Plan,
-                     me: LockOwner, *, user: str) -> tuple[tuple[str, str], ...]:
+def planned_commands(
+    d: Desired, req: preflight.Request, findings: preflight.Findings, plan: Plan, me: LockOwner, *, user: str
+) -> tuple[tuple[str, str], ...]:
     """The exact commands of a real run, in order (each script as sent on standard input)."""
     f = findings.facts
     deadman = plan.rollback_config is not None
     hashed: list[str] = []
-    out: list[tuple[str, str]] = [("preflight (takes the lock)", f"{_sudo_sh(user)} <<'SCRIPT'\n"
-                                   + preflight.script_for(d, root="", owner_json=me.to_json(), take_lock=True,
-                                                          stale=None, user=user, login_key=None).script.display()
-                                   + "SCRIPT")]
+    out: list[tuple[str, str]] = [
+        (
+            "preflight (takes the lock)",
+            f"{_sudo_sh(user)} <<'SCRIPT'\n"
+            + preflight.script_for(
+                d, root="", owner_json=me.to_json(), take_lock=True, stale=None, user=user, login_key=None
+            ).script.display()
+            + "SCRIPT",
+        )
+    ]
     if plan.reboots:
         hashed, _ = hash_selection(findings.kept, d.policy.hash_budget_bytes)
-        man = scripts.deadman_files(new_hash=d.config_hash, previous_hash=f.stamp or "", staged_boot=f.boot_id,
-                                    window=d.policy.confirm_window, rollback_reset=rollback_argv(d)) if deadman else None
+        man = (
+            scripts.deadman_files(
+                new_hash=d.config_hash,
+                previous_hash=f.stamp or "",
+                staged_boot=f.boot_id,
+                window=d.policy.confirm_window,
+                rollback_reset=rollback_argv(d),
+            )
+            if deadman
+            else None
+        )
         stage = scripts.stage(
-            staging_json=b"{}", kept_list=b"".join(e.record() for e in findings.kept), hash_paths=hashed,
-            config=d.config, config_sha512=hashlib.sha512(d.config).hexdigest(), delivery=d.delivery,
-            reset_argv=reset_argv(d, deadman=deadman), cancel_first="cleanup" in plan.phases,
-            remove_oem=plan.remove_oem, seed_applied=plan.rollback_config if (
-                deadman and f.applied_config != plan.rollback_config) else None,
-            deadman=man, reboot_unit=f"flatcar-infra-reboot-{me.token[:8]}")
+            staging_json=b"{}",
+            kept_list=b"".join(e.record() for e in findings.kept),
+            hash_paths=hashed,
+            config=d.config,
+            config_sha512=hashlib.sha512(d.config).hexdigest(),
+            delivery=d.delivery,
+            reset_argv=reset_argv(d, deadman=deadman),
+            cancel_first="cleanup" in plan.phases,
+            remove_oem=plan.remove_oem,
+            seed_applied=plan.rollback_config
+            if (deadman and f.applied_config != plan.rollback_config)
+            else None,
+            deadman=man,
+            reboot_unit=f"flatcar-infra-reboot-{me.token[:8]}",
+        )
         out.append(("stage + reboot", f"{_sudo_sh(user)} <<'SCRIPT'\n{stage.display()}SCRIPT"))
         out.append(("wait for the new boot", "cat /proc/sys/kernel/random/boot_id   # until it changes"))
     from flatcar_infra.reprovision.kept import keep_regex
 
     keep = preflight.keep_entries(d, deadman=False)
-    ver = scripts.verify("", owner_json=me.to_json(), keep_rx=keep_regex(keep) if keep else "(/selective-os-reset)",
-                         hash_paths=hashed if plan.reboots else [],
-                         user=user, health_checks=d.policy.health_checks, health_timeout=d.policy.health_timeout)
+    ver = scripts.verify(
+        "",
+        owner_json=me.to_json(),
+        keep_rx=keep_regex(keep) if keep else "(/selective-os-reset)",
+        hash_paths=hashed if plan.reboots else [],
+        user=user,
+        health_checks=d.policy.health_checks,
+        health_timeout=d.policy.health_timeout,
+    )
     out.append(("verify", f"{_sudo_sh(user)} <<'SCRIPT'\n{ver.display()}SCRIPT"))
-    conf = scripts.confirm("", lock_token=me.token, new_sha512=hashlib.sha512(d.config).hexdigest(),
-                           applied=None if deadman else d.config)
+    conf = scripts.confirm(
+        "",
+        lock_token=me.token,
+        new_sha512=hashlib.sha512(d.config).hexdigest(),
+        applied=None if deadman else d.config,
+    )
     out.append(("confirm (a fresh SSH login)", f"{_sudo_sh(user)} <<'SCRIPT'\n{conf.display()}SCRIPT"))
     return tuple(out)
-

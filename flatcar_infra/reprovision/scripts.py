@@ -57,7 +57,7 @@ class Payload:
         if display:
             return f"<{self.what}: {len(self.data)} bytes>"
         b64 = base64.b64encode(self.data).decode()
-        return "\n".join(b64[i:i + 76] for i in range(0, len(b64), 76)) or ""
+        return "\n".join(b64[i : i + 76] for i in range(0, len(b64), 76)) or ""
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,11 @@ def q(s: str) -> str:
 def write_file(dest: str, data: bytes, what: str, mode: str = "600") -> tuple[str | Payload, ...]:
     """Atomically (temp file + rename) write ``data`` to the host path ``dest`` under ``$R``."""
     d = f'"$R"{q(dest)}'
-    return (f"base64 -d > {d}.tmp <<'FI_EOF' || fail 'cannot write {dest}'\n", Payload(data, what),
-            f"\nFI_EOF\nchmod {mode} {d}.tmp && mv -f {d}.tmp {d} || fail 'cannot write {dest}'\n")
+    return (
+        f"base64 -d > {d}.tmp <<'FI_EOF' || fail 'cannot write {dest}'\n",
+        Payload(data, what),
+        f"\nFI_EOF\nchmod {mode} {d}.tmp && mv -f {d}.tmp {d} || fail 'cannot write {dest}'\n",
+    )
 
 
 def _prologue(root: str) -> str:
@@ -185,8 +188,11 @@ def _fetch(name: str, r: Remote) -> tuple[str | Payload, ...]:
     hdr = ""
     if r.headers:
         text = "".join(f"{k}: {v}\r\n" for k, v in r.headers).encode()
-        parts += [f"base64 -d > \"$T/{name}.h\" <<'FI_EOF'\n", Payload(text, f"HTTP headers of {r.where}"),
-                  "\nFI_EOF\n"]
+        parts += [
+            f"base64 -d > \"$T/{name}.h\" <<'FI_EOF'\n",
+            Payload(text, f"HTTP headers of {r.where}"),
+            "\nFI_EOF\n",
+        ]
         hdr = f' -H @"$T/{name}.h"'
     parts.append(
         f"""code=$(curl -sS -L --max-time {FETCH_TIMEOUT} $CA{hdr} -o "$T/{name}" -w '%{{http_code}}' \\
@@ -195,9 +201,10 @@ v {name}_rc "$rc"; v {name}_code "$code"; f {name}_err "$T/{name}.err"
 if [ "$rc" = 0 ]; then
     v {name}_sha512 "$(sha512sum < "$T/{name}" | cut -d' ' -f1)"
     v {name}_sha256 "$(sha256sum < "$T/{name}" | cut -d' ' -f1)"
-    {f'f {name}_body "$T/{name}"' if r.is_config else ':'}
+    {f'f {name}_body "$T/{name}"' if r.is_config else ":"}
 fi
-""")
+"""
+    )
     return tuple(parts)
 
 
@@ -206,10 +213,21 @@ def fetchable(r: Remote) -> bool:
     return r.scheme in ("http", "https", "tftp")
 
 
-def preflight(root: str, *, owner_json: str, take_lock: bool, stale: str | None,
-              keep_entries: Sequence[str], keep_rx: str, candidates: Sequence[str],
-              fetches: Sequence[tuple[str, Remote]], proxy: dict[str, str] | None = None,
-              ca_bundle: bytes = b"", user: str = "core", key_b64: str = "") -> Script:
+def preflight(
+    root: str,
+    *,
+    owner_json: str,
+    take_lock: bool,
+    stale: str | None,
+    keep_entries: Sequence[str],
+    keep_rx: str,
+    candidates: Sequence[str],
+    fetches: Sequence[tuple[str, Remote]],
+    proxy: dict[str, str] | None = None,
+    ca_bundle: bytes = b"",
+    user: str = "core",
+    key_b64: str = "",
+) -> Script:
     """Lock (unless a dry run), facts, and the read-only checks, in ONE round trip:
     every keep entry compiled by the host's own ``find -regextype egrep``; the kept files as
     flatcar-reset sees them; which config paths the keep regex matches (``grep -E``, whole path);
@@ -219,20 +237,28 @@ def preflight(root: str, *, owner_json: str, take_lock: bool, stale: str | None,
     if take_lock:
         parts.append(_lock(owner_json, stale))
     parts.append(_FACTS)
-    parts.append("i=0\nfor rx in " + " ".join(q(e) for e in keep_entries) + """; do
+    parts.append(
+        "i=0\nfor rx in "
+        + " ".join(q(e) for e in keep_entries)
+        + """; do
     v "rx_err_$i" "$(find /dev/null -maxdepth 0 -regextype egrep -regex "$rx" 2>&1 >/dev/null)"
     i=$((i + 1))
 done
-""")
+"""
+    )
     parts.append(_export_rx(root, keep_rx))
     parts.append(_root_view(_LIST_KEPT, '"$T/kept"'))
     parts.append('v kept_rc "$view_rc"; f kept_err "$T/view.err"; f kept_listing "$T/kept"\n')
     if candidates:
-        parts.append(f"KRX={q(keep_rx)}\ni=0\nfor p in " + " ".join(q(c) for c in candidates) + """; do
+        parts.append(
+            f"KRX={q(keep_rx)}\ni=0\nfor p in "
+            + " ".join(q(c) for c in candidates)
+            + """; do
     if printf '%s\\n' "$p" | grep -Exq -e "$KRX"; then v "cand_$i" 1; else v "cand_$i" ''; fi
     i=$((i + 1))
 done
-""")
+"""
+        )
     if key_b64:
         parts.append(f"""home=$(awk -F: -v u={q(user)} '$1 == u {{ print $6 }}' "$R/etc/passwd" 2>/dev/null)
 : > "$T/keyfiles"
@@ -248,9 +274,12 @@ f key_files "$T/keyfiles"
         for k, v in sorted((proxy or {}).items()):
             parts.append(f"{k}={q(v)}; export {k}\n")
         if ca_bundle:
-            parts += ["cat /etc/ssl/certs/ca-certificates.crt > \"$T/ca.pem\" 2>/dev/null\n",
-                      "base64 -d >> \"$T/ca.pem\" <<'FI_EOF'\n", Payload(ca_bundle, "the config's TLS CAs"),
-                      "\nFI_EOF\nCA='--cacert '\"$T/ca.pem\"\n"]
+            parts += [
+                'cat /etc/ssl/certs/ca-certificates.crt > "$T/ca.pem" 2>/dev/null\n',
+                "base64 -d >> \"$T/ca.pem\" <<'FI_EOF'\n",
+                Payload(ca_bundle, "the config's TLS CAs"),
+                "\nFI_EOF\nCA='--cacert '\"$T/ca.pem\"\n",
+            ]
         for name, r in fetches:
             parts += _fetch(name, r)
     return Script("preflight", tuple(parts), timeout=120 + FETCH_TIMEOUT * len(fetches))
@@ -259,32 +288,45 @@ f key_files "$T/keyfiles"
 def hash_kept(dest: str | None) -> str:
     """sha256 of the listed kept files (NUL-separated absolute paths, in ``$T/hash.list``), in the
     root view; ``dest``: write the ``sha256sum -z`` output there too (the staging record)."""
-    body = ('cd "${R:-/}" || exit 1\n'
-            "sed -z 's|^|.|' \"$T/hash.list\" | xargs -0r sha256sum -z -- | sed -z 's|  \\./|  /|'")
+    body = (
+        'cd "${R:-/}" || exit 1\n'
+        "sed -z 's|^|.|' \"$T/hash.list\" | xargs -0r sha256sum -z -- | sed -z 's|  \\./|  /|'"
+    )
     out = _root_view(body, '"$T/sums"')
     out += 'v sums_rc "$view_rc"; f sums_err "$T/view.err"; f sums "$T/sums"\n'
     if dest:
-        out += (f'[ "$view_rc" = 0 ] || fail "cannot hash the kept files: $(cat "$T/view.err")"\n'
-                f'cp "$T/sums" "$R{dest}.tmp" && mv -f "$R{dest}.tmp" "$R{dest}" || fail \'cannot write {dest}\'\n')
+        out += (
+            f'[ "$view_rc" = 0 ] || fail "cannot hash the kept files: $(cat "$T/view.err")"\n'
+            f'cp "$T/sums" "$R{dest}.tmp" && mv -f "$R{dest}.tmp" "$R{dest}" '
+            f"|| fail 'cannot write {dest}'\n"
+        )
     return out
 
 
 def _hash_list(paths: Sequence[str]) -> tuple[str | Payload, ...]:
     data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
-    return ("base64 -d > \"$T/hash.list\" <<'FI_EOF'\n", Payload(data, f"{len(paths)} kept file path(s)"),
-            "\nFI_EOF\n")
+    return (
+        "base64 -d > \"$T/hash.list\" <<'FI_EOF'\n",
+        Payload(data, f"{len(paths)} kept file path(s)"),
+        "\nFI_EOF\n",
+    )
 
 
-def deadman_files(*, new_hash: str, previous_hash: str, staged_boot: str, window: float,
-                  rollback_reset: Sequence[str]) -> dict[str, tuple[bytes, str]]:
-    """The dead-man switch for ONE new boot: a timer ``window`` seconds after boot starts a service
-    that, unless this boot was confirmed over SSH (``CONFIRMED``, tmpfs) or runs the previous
+def deadman_files(
+    *, new_hash: str, previous_hash: str, staged_boot: str, window: float, rollback_reset: Sequence[str]
+) -> dict[str, tuple[bytes, str]]:
+    """The dead-man switch for ONE new boot: a timer ``window`` seconds after it starts (with the
+    other timers, once the basic system is up: the kernel, initramfs and Ignition time do not eat
+    the window) starts a service that, unless this boot was confirmed over SSH (``CONFIRMED``,
+    tmpfs) or runs the previous
     config anyway, records the rollback, re-applies the previous config (``flatcar-reset -F``
     the saved ``APPLIED_CONFIG``) and reboots. Its units live in kept paths, so they survive the
     reset; the rollback's own reset does not keep them. ``path → (content, mode)``."""
-    reason = (f"the new boot was not confirmed over SSH within {window:g}s (SSH or the network "
-              "broken by the new config, or its verification never finished)")
-    record = ('{"at": %s, "boot_id": "%s", "by": "deadman", "from": "%s", "reason": "%s", "to": "%s"}\\n')
+    reason = (
+        f"the new boot was not confirmed over SSH within {window:g}s of starting up (SSH or the network "
+        "broken by the new config, or its verification never finished)"
+    )
+    record = '{"at": %s, "boot_id": "%s", "by": "deadman", "from": "%s", "reason": "%s", "to": "%s"}\\n'
     script = f"""#!/bin/sh
 # flatcar-infra dead-man switch, armed for the first boot into {new_hash[:19]}… (staged during boot
 # {staged_boot}). Unless that boot is confirmed over SSH in time, go back to {previous_hash[:19]}….
@@ -302,7 +344,8 @@ if [ "$(cat {STAMP_PATH} 2>/dev/null)" = {q(previous_hash)} ]; then
 fi
 touch {ROLLBACK_STARTED}
 log {q("not confirmed: rolling back to " + previous_hash[:19])}
-printf '{record}' "$(date +%s)" "$boot" {q(new_hash)} {q(reason)} {q(previous_hash)} > {STATE_DIR}/rollback.json.tmp
+printf '{record}' "$(date +%s)" "$boot" {q(new_hash)} {q(reason)} {q(previous_hash)} \\
+    > {STATE_DIR}/rollback.json.tmp
 mv -f {STATE_DIR}/rollback.json.tmp {ROLLBACK_RECORD}
 disarm
 {shlex.join(rollback_reset)} || {{ log "flatcar-reset failed: not rolling back"; exit 1; }}
@@ -322,39 +365,59 @@ Description=flatcar-infra: confirm this boot over SSH within {window:g}s or it r
 ConditionPathExists={DEADMAN_SCRIPT}
 
 [Timer]
-OnBootSec={window:g}s
+OnActiveSec={window:g}s
 AccuracySec=1s
 
 [Install]
 WantedBy=timers.target
 """
-    return {DEADMAN_SCRIPT: (script.encode(), "700"), DEADMAN_SERVICE: (service.encode(), "644"),
-            DEADMAN_TIMER: (timer.encode(), "644")}
+    return {
+        DEADMAN_SCRIPT: (script.encode(), "700"),
+        DEADMAN_SERVICE: (service.encode(), "644"),
+        DEADMAN_TIMER: (timer.encode(), "644"),
+    }
 
 
 def _reboot(unit: str) -> str:
     """Detached, so the SSH command returns first; the 2 s let our answer leave the host."""
-    return (f"systemd-run --no-block --collect --unit {q(unit)} sh -c 'sleep 2; systemctl reboot' "
-            ">/dev/null 2>\"$T/reboot.err\" || fail \"cannot schedule the reboot: $(cat \"$T/reboot.err\")\"\n"
-            "v reboot_scheduled 1\n")
+    return (
+        f"systemd-run --no-block --collect --unit {q(unit)} sh -c 'sleep 2; systemctl reboot' "
+        '>/dev/null 2>"$T/reboot.err" || fail "cannot schedule the reboot: $(cat "$T/reboot.err")"\n'
+        "v reboot_scheduled 1\n"
+    )
 
 
 def _reset(argv: Sequence[str]) -> str:
-    return (f'{shlex.join(argv)} > "$T/reset.out" 2>&1 || fail "flatcar-reset failed (exit $?): '
-            '$(tail -c 600 "$T/reset.out")"\n')
+    return (
+        f'{shlex.join(argv)} > "$T/reset.out" 2>&1 || fail "flatcar-reset failed (exit $?): '
+        '$(tail -c 600 "$T/reset.out")"\n'
+    )
 
 
-def stage(*, staging_json: bytes, kept_list: bytes, hash_paths: Sequence[str], config: bytes,
-          config_sha512: str, delivery: str, reset_argv: Sequence[str], cancel_first: bool,
-          remove_oem: bool, seed_applied: bytes | None, deadman: dict[str, tuple[bytes, str]] | None,
-          reboot_unit: str) -> Script:
+def stage(
+    *,
+    staging_json: bytes,
+    kept_list: bytes,
+    hash_paths: Sequence[str],
+    config: bytes,
+    config_sha512: str,
+    delivery: str,
+    reset_argv: Sequence[str],
+    cancel_first: bool,
+    remove_oem: bool,
+    seed_applied: bytes | None,
+    deadman: dict[str, tuple[bytes, str]] | None,
+    reboot_unit: str,
+) -> Script:
     """Everything between the preflight and the reboot, in ONE round trip: our records (staging,
     kept files with their hashes, the new config, the running config when the host had no copy),
     the dead-man switch for the new boot, cancelling a stale staged reset, ``flatcar-reset``, the
     check that ``/oem/config.ign`` holds the exact bytes (file delivery), and the detached reboot.
     Any failure stops before the reboot is scheduled."""
-    parts: list[str | Payload] = [_prologue(""),
-                                  f"mkdir -p -m 0700 {STATE_DIR} || fail 'cannot create {STATE_DIR}'\n"]
+    parts: list[str | Payload] = [
+        _prologue(""),
+        f"mkdir -p -m 0700 {STATE_DIR} || fail 'cannot create {STATE_DIR}'\n",
+    ]
     if cancel_first:
         parts.append(_reset(["flatcar-reset", "--stop"]))
     parts += _hash_list(hash_paths)
@@ -362,14 +425,20 @@ def stage(*, staging_json: bytes, kept_list: bytes, hash_paths: Sequence[str], c
     parts += write_file(KEPT_LIST, kept_list, "the kept-file listing")
     parts += write_file(STAGED_CONFIG, config, "the new config")
     if seed_applied is not None:
-        parts += write_file(APPLIED_CONFIG, seed_applied, "the config the host runs now (the rollback target)")
+        parts += write_file(
+            APPLIED_CONFIG, seed_applied, "the config the host runs now (the rollback target)"
+        )
     if deadman:
         parts.append(f"mkdir -p {q(DEADMAN_WANTS.rsplit('/', 1)[0])}\n")
         for path, (data, mode) in deadman.items():
             parts += write_file(path, data, f"dead-man switch {path.rsplit('/', 1)[1]}", mode)
-        parts.append(f"ln -sfn {q(DEADMAN_TIMER)} {q(DEADMAN_WANTS)} || fail 'cannot arm the dead-man switch'\n")
+        parts.append(
+            f"ln -sfn {q(DEADMAN_TIMER)} {q(DEADMAN_WANTS)} || fail 'cannot arm the dead-man switch'\n"
+        )
     else:
-        parts.append(f"rm -f {q(DEADMAN_WANTS)} {q(DEADMAN_TIMER)} {q(DEADMAN_SERVICE)} {q(DEADMAN_SCRIPT)}\n")
+        parts.append(
+            f"rm -f {q(DEADMAN_WANTS)} {q(DEADMAN_TIMER)} {q(DEADMAN_SERVICE)} {q(DEADMAN_SCRIPT)}\n"
+        )
     parts += write_file(STATE_FILE, staging_json, "the staging record")
     if remove_oem:
         parts.append(f"rm -f {OEM_CONFIG} || fail 'cannot remove {OEM_CONFIG}'\n")
@@ -383,23 +452,37 @@ def stage(*, staging_json: bytes, kept_list: bytes, hash_paths: Sequence[str], c
     return Script("stage", tuple(parts), timeout=600)
 
 
-def verify(root: str, *, owner_json: str, keep_rx: str, hash_paths: Sequence[str], user: str,
-           health_checks: Sequence[str], health_timeout: float) -> Script:
+def verify(
+    root: str,
+    *,
+    owner_json: str,
+    keep_rx: str,
+    hash_paths: Sequence[str],
+    user: str,
+    health_checks: Sequence[str],
+    health_timeout: float,
+) -> Script:
     """After the reboot, in ONE round trip: take the lock for this boot, the facts, the kept files
     (listed and re-hashed in the root view), the system state, the failed units, and the health
     checks (run as ``user``, each bounded by ``health_timeout``)."""
     t = f"{health_timeout:g}"
-    parts: list[str | Payload] = [_prologue(root), _lock(owner_json, None), _FACTS,
-                                  _export_rx(root, keep_rx), _root_view(_LIST_KEPT, '"$T/kept"'),
-                                  'v kept_rc "$view_rc"; f kept_err "$T/view.err"; f kept_listing "$T/kept"\n']
+    parts: list[str | Payload] = [
+        _prologue(root),
+        _lock(owner_json, None),
+        _FACTS,
+        _export_rx(root, keep_rx),
+        _root_view(_LIST_KEPT, '"$T/kept"'),
+        'v kept_rc "$view_rc"; f kept_err "$T/view.err"; f kept_listing "$T/kept"\n',
+    ]
     parts += _hash_list(hash_paths)
     parts.append(hash_kept(None))
-    parts.append(f"""state=$(timeout {t} systemctl is-system-running --wait 2>/dev/null || systemctl is-system-running 2>/dev/null)
+    parts.append(f"""state=$(timeout {t} systemctl is-system-running --wait 2>/dev/null ||
+    systemctl is-system-running 2>/dev/null)
 v system_state "$state"
 v failed_units "$(systemctl list-units --failed --plain --no-legend --no-pager 2>/dev/null | cut -d' ' -f1)"
 """)
     for i, cmd in enumerate(health_checks):
-        run = (f"runuser -u {q(user)} -- " if user != "root" else "")
+        run = f"runuser -u {q(user)} -- " if user != "root" else ""
         parts.append(f"""{run}timeout -k 5 {t} sh -c {q(cmd)} > /dev/null 2> "$T/h{i}.err" < /dev/null
 v health_rc_{i} "$?"; v health_err_{i} "$(tail -c 300 "$T/h{i}.err")"
 """)
@@ -410,7 +493,9 @@ def confirm(root: str, *, lock_token: str, new_sha512: str, applied: bytes | Non
     """Confirm this boot (over a FRESH connection, after verification passed): disarm the dead-man
     switch unless its rollback already started, make the staged config the applied one (or write
     ``applied`` when the host has no copy yet), release the lock."""
-    parts: list[str | Payload] = [_prologue(root), f"""mkdir -p "$R{RUN_DIR}"
+    parts: list[str | Payload] = [
+        _prologue(root),
+        f"""mkdir -p "$R{RUN_DIR}"
 exec 9>"$R{DEADMAN_LOCK}"
 flock 9 || fail 'cannot lock {DEADMAN_LOCK}'
 touch "$R{CONFIRMED}"
@@ -421,7 +506,8 @@ mkdir -p -m 0700 "$R{STATE_DIR}"
 if [ -e "$R{STAGED_CONFIG}" ] && [ "$(sha512sum < "$R{STAGED_CONFIG}" | cut -d' ' -f1)" = {new_sha512} ]; then
     mv -f "$R{STAGED_CONFIG}" "$R{APPLIED_CONFIG}" || fail 'cannot save the applied config'
 fi
-"""]
+""",
+    ]
     if applied is not None:
         parts += write_file(APPLIED_CONFIG, applied, "the config the host runs (the next rollback target)")
     parts.append(f"""grep -qF {q(lock_token)} "$R{LOCK_FILE}" 2>/dev/null && rm -f "$R{LOCK_FILE}"
@@ -433,7 +519,9 @@ v confirm done
 def rollback(*, record: bytes, staging_json: bytes, reset_argv: Sequence[str], reboot_unit: str) -> Script:
     """Case A (the new config fails its checks, SSH works): disarm the dead-man switch, record why,
     re-apply the saved previous config (``flatcar-reset -F APPLIED_CONFIG``) and reboot."""
-    parts: list[str | Payload] = [_prologue(""), f"""mkdir -p {RUN_DIR}
+    parts: list[str | Payload] = [
+        _prologue(""),
+        f"""mkdir -p {RUN_DIR}
 exec 9>{DEADMAN_LOCK}
 flock 9 || fail 'cannot lock {DEADMAN_LOCK}'
 if [ -e {ROLLBACK_STARTED} ]; then v rollback already-started; exit 0; fi
@@ -441,7 +529,8 @@ touch {ROLLBACK_STARTED}
 systemctl stop {DEADMAN_UNIT}.timer >/dev/null 2>&1
 rm -f {q(DEADMAN_WANTS)} {q(DEADMAN_TIMER)} {q(DEADMAN_SERVICE)} {q(DEADMAN_SCRIPT)}
 [ -s {APPLIED_CONFIG} ] || fail 'the previous config {APPLIED_CONFIG} is missing'
-"""]
+""",
+    ]
     parts += write_file(ROLLBACK_RECORD, record, "the rollback record")
     parts += write_file(STATE_FILE, staging_json, "the staging record of the rollback")
     parts.append(_reset(reset_argv))
@@ -451,15 +540,21 @@ rm -f {q(DEADMAN_WANTS)} {q(DEADMAN_TIMER)} {q(DEADMAN_SERVICE)} {q(DEADMAN_SCRI
 
 
 def release(root: str, token: str) -> Script:
-    return Script("release", (_prologue(root),
-                              f'grep -qF {q(token)} "$R{LOCK_FILE}" 2>/dev/null && rm -f "$R{LOCK_FILE}"\n'
-                              "v released 1\n"), timeout=30)
-
+    return Script(
+        "release",
+        (
+            _prologue(root),
+            f'grep -qF {q(token)} "$R{LOCK_FILE}" 2>/dev/null && rm -f "$R{LOCK_FILE}"\nv released 1\n',
+        ),
+        timeout=30,
+    )
 
 
 def lock(root: str, owner_json: str, stale: str | None) -> Script:
     """Take the lock on its own (a stale lock of ours is taken over with its exact content)."""
-    return Script("lock", (_prologue(root), _lock(owner_json, stale), f'f lock "$R{LOCK_FILE}"\n'), timeout=30)
+    return Script(
+        "lock", (_prologue(root), _lock(owner_json, stale), f'f lock "$R{LOCK_FILE}"\n'), timeout=30
+    )
 
 
 def facts(root: str) -> Script:
@@ -468,5 +563,6 @@ def facts(root: str) -> Script:
 
 
 def record_rollback(record: bytes) -> Script:
-    return Script("record", (_prologue(""), *write_file(ROLLBACK_RECORD, record, "the rollback record")),
-                  timeout=30)
+    return Script(
+        "record", (_prologue(""), *write_file(ROLLBACK_RECORD, record, "the rollback record")), timeout=30
+    )

@@ -41,7 +41,11 @@ class ConfigSource:
 
     @property
     def url(self) -> str:
-        return f"s3://{self.bucket}/{self.key}" if not self.endpoint else f"{self.endpoint}/{self.bucket}/{self.key}"
+        return (
+            f"s3://{self.bucket}/{self.key}"
+            if not self.endpoint
+            else f"{self.endpoint}/{self.bucket}/{self.key}"
+        )
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> ConfigSource:
@@ -49,10 +53,17 @@ class ConfigSource:
         ``endpoint``, ``region``, ``public``."""
         unknown = set(spec) - {"bucket", "key", "endpoint", "region", "public"}
         if unknown or not spec.get("bucket") or not spec.get("key"):
-            raise UserError(f"config_source: expected bucket, key and optionally endpoint, region, public; "
-                            f"got {sorted(spec)}")
-        return cls(str(spec["bucket"]), str(spec["key"]), spec.get("endpoint") or None,
-                   spec.get("region") or None, bool(spec.get("public", False)))
+            raise UserError(
+                f"config_source: expected bucket, key and optionally endpoint, region, public; "
+                f"got {sorted(spec)}"
+            )
+        return cls(
+            str(spec["bucket"]),
+            str(spec["key"]),
+            spec.get("endpoint") or None,
+            spec.get("region") or None,
+            bool(spec.get("public", False)),
+        )
 
     @classmethod
     def for_url(cls, url: str | None, spec: Mapping[str, Any] | None = None) -> ConfigSource | None:
@@ -70,7 +81,9 @@ class ConfigSource:
             return cls(m.group(1), m.group(2))
         m = re.fullmatch(r"https://([^./]+)\.([a-z0-9-]+)\.digitaloceanspaces\.com/(.+)", url)
         if m:
-            return cls(m.group(1), m.group(3), f"https://{m.group(2)}.digitaloceanspaces.com", m.group(2), True)
+            return cls(
+                m.group(1), m.group(3), f"https://{m.group(2)}.digitaloceanspaces.com", m.group(2), True
+            )
         return None
 
     def _client(self) -> Any:
@@ -81,7 +94,11 @@ class ConfigSource:
             kw["endpoint_url"] = self.endpoint
         if self.region:
             kw["region_name"] = self.region
-        if self.endpoint and "digitaloceanspaces.com" in self.endpoint and os.environ.get("SPACES_ACCESS_KEY_ID"):
+        if (
+            self.endpoint
+            and "digitaloceanspaces.com" in self.endpoint
+            and os.environ.get("SPACES_ACCESS_KEY_ID")
+        ):
             kw["aws_access_key_id"] = os.environ["SPACES_ACCESS_KEY_ID"]
             kw["aws_secret_access_key"] = os.environ.get("SPACES_SECRET_ACCESS_KEY", "")
         return boto3.client("s3", **kw)
@@ -91,19 +108,23 @@ class ConfigSource:
 
         where = f"s3://{self.bucket}/{self.key}" + (f" at {self.endpoint}" if self.endpoint else "")
         if isinstance(exc, be.NoCredentialsError):
-            return SourceError("no-credentials", f"no credentials on this machine to {verb} {where}",
-                               "set AWS credentials (or SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY)")
+            return SourceError(
+                "no-credentials",
+                f"no credentials on this machine to {verb} {where}",
+                "set AWS credentials (or SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY)",
+            )
         if isinstance(exc, be.EndpointConnectionError | be.ConnectTimeoutError | be.ReadTimeoutError):
             return SourceError("unreachable", f"cannot reach the S3 endpoint to {verb} {where}: {exc}")
         if isinstance(exc, be.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
-                return SourceError("missing", f"{where} does not exist (HTTP 404)",
-                                   "upload the config first")
+                return SourceError("missing", f"{where} does not exist (HTTP 404)", "upload the config first")
             if code in ("AccessDenied", "403", "Forbidden") or status == 403:
-                return SourceError("denied", f"access denied to {verb} {where} with this machine's "
-                                   f"credentials ({code or status})")
+                return SourceError(
+                    "denied",
+                    f"access denied to {verb} {where} with this machine's credentials ({code or status})",
+                )
             if code == "NoSuchBucket":
                 return SourceError("missing", f"the bucket {self.bucket} does not exist ({where})")
             return SourceError("error", f"cannot {verb} {where}: {code or status}: {exc}")
@@ -117,8 +138,12 @@ class ConfigSource:
             raise self._error(exc, "read") from None
 
     def write_sync(self, data: bytes) -> None:
-        kw: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "Body": data,
-                              "ContentType": "application/json"}
+        kw: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self.key,
+            "Body": data,
+            "ContentType": "application/json",
+        }
         if self.public:
             kw["ACL"] = "public-read"
         try:
@@ -133,5 +158,10 @@ class ConfigSource:
         await asyncio.to_thread(self.write_sync, data)
 
     def to_spec(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "key": self.key, "endpoint": self.endpoint, "region": self.region,
-                "public": self.public}
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "endpoint": self.endpoint,
+            "region": self.region,
+            "public": self.public,
+        }

@@ -28,29 +28,38 @@ def test_policy_defaults_and_roundtrip() -> None:
     p = Policy()
     assert p.strategy == "in-place" and p.keep_machine_id and p.reboot_timeout == 600
     assert p.hash_budget_bytes == 64 * 1024 * 1024
-    q = Policy.from_dict({"keep_paths": ["/var/lib/app"], "health_checks": ["true"],
-                          "hash_budget_bytes": 10.0, "reboot_timeout": 30})
+    q = Policy.from_dict(
+        {
+            "keep_paths": ["/var/lib/app"],
+            "health_checks": ["true"],
+            "hash_budget_bytes": 10.0,
+            "reboot_timeout": 30,
+        }
+    )
     assert Policy.from_dict(q.to_dict()) == q
     assert q.all_keep_paths == (*DEFAULT_KEEP_PATHS, "/var/lib/app")
     assert Policy.from_dict(None) == Policy()
 
 
-@pytest.mark.parametrize(("data", "key"), [
-    ({"stratgy": "in-place"}, "policy.stratgy"),
-    ({"strategy": "yolo"}, "policy.strategy"),
-    ({"keep_paths": "/var/lib"}, "policy.keep_paths"),
-    ({"keep_paths": ["var/lib"]}, "policy.keep_paths"),
-    ({"keep_paths": ["/var/(lib"]}, "policy.keep_paths"),
-    ({"health_timeout": -1}, "policy.health_timeout"),
-    ({"reboot_timeout": "soon"}, "policy.reboot_timeout"),
-    ({"hash_budget_bytes": -5}, "policy.hash_budget_bytes"),
-    ({"keep_machine_id": "yes"}, "policy.keep_machine_id"),
-    ({"keep_paths": ["/var/lib/app\\d+"]}, "policy.keep_paths"),
-    ({"keep_paths": ["/var/(?:a|b)"]}, "policy.keep_paths"),
-    ({"rollback": "no"}, "policy.rollback"),
-    ({"confirm_window": 0}, "policy.confirm_window"),
-    ({"deadline": -3}, "policy.deadline"),
-])
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"stratgy": "in-place"}, "policy.stratgy"),
+        ({"strategy": "yolo"}, "policy.strategy"),
+        ({"keep_paths": "/var/lib"}, "policy.keep_paths"),
+        ({"keep_paths": ["var/lib"]}, "policy.keep_paths"),
+        ({"keep_paths": ["/var/(lib"]}, "policy.keep_paths"),
+        ({"health_timeout": -1}, "policy.health_timeout"),
+        ({"reboot_timeout": "soon"}, "policy.reboot_timeout"),
+        ({"hash_budget_bytes": -5}, "policy.hash_budget_bytes"),
+        ({"keep_machine_id": "yes"}, "policy.keep_machine_id"),
+        ({"keep_paths": ["/var/lib/app\\d+"]}, "policy.keep_paths"),
+        ({"keep_paths": ["/var/(?:a|b)"]}, "policy.keep_paths"),
+        ({"rollback": "no"}, "policy.rollback"),
+        ({"confirm_window": 0}, "policy.confirm_window"),
+        ({"deadline": -3}, "policy.deadline"),
+    ],
+)
 def test_policy_errors_name_the_key(data: dict[str, object], key: str) -> None:
     with pytest.raises(PolicyError) as exc:
         Policy.from_dict(data)
@@ -69,6 +78,7 @@ def test_desired_requires_a_stamp_matching_the_hash() -> None:
     with pytest.raises(ValueError, match="stamp"):
         Desired.from_config(c.canonical, other.hash, Policy())
     from flatcar_infra.compiler.api import compile_config
+
     unstamped = compile_config('{"ignition":{"version":"3.3.0"}}')
     with pytest.raises(ValueError, match="stamp_config=True"):
         Desired.from_config(unstamped.canonical, unstamped.hash, Policy())
@@ -83,9 +93,19 @@ def test_desired_requires_a_stamp_matching_the_hash() -> None:
 def test_wipe_root_needs_a_config_that_reformats_root() -> None:
     with pytest.raises(ValueError, match="wipe-root"):
         desired(policy=Policy(strategy="wipe-root"))
-    fs = {"storage": {"filesystems": [{"device": "/dev/disk/by-label/ROOT", "format": "ext4",
-                                       "label": "ROOT", "wipeFilesystem": True}],
-                      "files": []}}
+    fs = {
+        "storage": {
+            "filesystems": [
+                {
+                    "device": "/dev/disk/by-label/ROOT",
+                    "format": "ext4",
+                    "label": "ROOT",
+                    "wipeFilesystem": True,
+                }
+            ],
+            "files": [],
+        }
+    }
     c = compiled({}, extra=fs)
     d = Desired.from_config(c.canonical, c.hash, Policy(strategy="wipe-root"))
     assert d.wipes_root
@@ -94,10 +114,18 @@ def test_wipe_root_needs_a_config_that_reformats_root() -> None:
 # --- Ignition spec table ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("release", "spec"), [
-    ("3535.0.0", "3.3.0"), ("3602.2.0", "3.3.0"), ("3975.2.1", "3.3.0"), ("4081.2.0", "3.4.0"),
-    ("4230.2.4", "3.4.0"), ("4593.0.0", "3.5.0"), ("9999.0.0", "3.5.0"),
-])
+@pytest.mark.parametrize(
+    ("release", "spec"),
+    [
+        ("3535.0.0", "3.3.0"),
+        ("3602.2.0", "3.3.0"),
+        ("3975.2.1", "3.3.0"),
+        ("4081.2.0", "3.4.0"),
+        ("4230.2.4", "3.4.0"),
+        ("4593.0.0", "3.5.0"),
+        ("9999.0.0", "3.5.0"),
+    ],
+)
 def test_ignition_table(release: str, spec: str) -> None:
     assert ignition_for(release)[1] == spec
 
@@ -128,7 +156,9 @@ def test_rollback_needs_proof_of_the_running_config() -> None:
     assert "--previous-config" in plan.refusals[0].advice and "--no-rollback" in plan.refusals[0].advice
     # the caller's copy (the provider's old state), or a /oem/config.ign stamping the running hash
     assert decide(bare, d, ME, previous=OLD.canonical).rollback_config == OLD.canonical
-    assert decide(facts(applied_config=None, oem_config=OLD.canonical), d, ME).rollback_config == OLD.canonical
+    assert (
+        decide(facts(applied_config=None, oem_config=OLD.canonical), d, ME).rollback_config == OLD.canonical
+    )
     # a copy that does not stamp the running hash proves nothing
     assert rollback_config(bare, compiled({"/x": "y"}).canonical) is None
     # rollback off: no target, no refusal, no dead-man switch
@@ -157,8 +187,12 @@ def test_staged_but_never_rebooted_is_cleaned_up_then_restaged() -> None:
 
 def test_an_unconfirmed_new_boot_is_verified_then_confirmed_or_rolled_back() -> None:
     d = desired()
-    f = facts(stamp=d.config_hash, applied_config=OLD.canonical, deadman_armed=True,
-              staging=staging(d.config_hash, "boot-0", previous_hash=OLD.hash))
+    f = facts(
+        stamp=d.config_hash,
+        applied_config=OLD.canonical,
+        deadman_armed=True,
+        staging=staging(d.config_hash, "boot-0", previous_hash=OLD.hash),
+    )
     plan = decide(f, d, ME)
     assert plan.phases == ("preflight", "verify", "confirm") and plan.rollback_config == OLD.canonical
     # confirmed already (a second run): nothing to roll back to; a failing check is reported only
@@ -173,12 +207,15 @@ def test_rebooted_but_not_applied_retries_with_a_warning() -> None:
     assert plan.reboots and any("did not apply" in w for w in plan.warnings)
 
 
-@pytest.mark.parametrize(("kw", "needle"), [
-    ({"os_id": "debian"}, "not Flatcar"),
-    ({"version": "3510.2.0", "reset_tool": None}, "3535"),
-    ({"version": "3602.2.0", "reset_tool": None}, "flatcar-reset is not available"),
-    ({"version": "3400.0.0"}, "3535"),
-])
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"os_id": "debian"}, "not Flatcar"),
+        ({"version": "3510.2.0", "reset_tool": None}, "3535"),
+        ({"version": "3602.2.0", "reset_tool": None}, "flatcar-reset is not available"),
+        ({"version": "3400.0.0"}, "3535"),
+    ],
+)
 def test_refusals_for_unsuitable_hosts(kw: dict[str, object], needle: str) -> None:
     plan = decide(facts(**kw), desired(), ME)
     assert plan.refused and plan.phases == ("preflight",)
@@ -235,16 +272,19 @@ def test_lock_held_by_another_is_reported_with_owner_and_age() -> None:
 
 
 def test_hash_selection_respects_the_budget_in_path_order() -> None:
-    entries = [KeptEntry("/b", "file", 60, 0), KeptEntry("/a", "file", 50, 0),
-               KeptEntry("/c", "file", 10, 0), KeptEntry("/l", "link", 3, 0)]
+    entries = [
+        KeptEntry("/b", "file", 60, 0),
+        KeptEntry("/a", "file", 50, 0),
+        KeptEntry("/c", "file", 10, 0),
+        KeptEntry("/l", "link", 3, 0),
+    ]
     hashed, skipped = hash_selection(entries, 70)
     assert hashed == ["/a", "/c"] and skipped == ["/b"]
     assert hash_selection(entries, 0) == ([], ["/a", "/b", "/c"])
 
 
 def test_compare_kept() -> None:
-    before = {"/etc/ssh/k": "10:aa", "/var/log/x": "5:bb", "/gone": "1:cc", "/big": "100:-",
-              "/bad": "3:dd"}
+    before = {"/etc/ssh/k": "10:aa", "/var/log/x": "5:bb", "/gone": "1:cc", "/big": "100:-", "/bad": "3:dd"}
     after = {"/etc/ssh/k": "10:aa", "/var/log/x": "9:ee", "/big": "100:ff", "/bad": "3:zz"}
     cmp = compare_kept(before, after, {"/var/log/x": 2000.0, "/bad": 10.0}, staged_at=1000.0)
     assert cmp.missing == ("/gone",) and cmp.corrupted == ("/bad",) and cmp.rewritten == ("/var/log/x",)
@@ -254,14 +294,30 @@ def test_compare_kept() -> None:
 
 
 def test_kept_record_roundtrip() -> None:
-    entries = [KeptEntry("/etc/ssh/ssh_host_ed25519_key", "file", 411, 1700000000.25),
-               KeptEntry("/var/lib/app/a\tb", "file", 3, 1.0), KeptEntry("/var/lib/app/l", "link", 7, 2.0)]
+    entries = [
+        KeptEntry("/etc/ssh/ssh_host_ed25519_key", "file", 411, 1700000000.25),
+        KeptEntry("/var/lib/app/a\tb", "file", 3, 1.0),
+        KeptEntry("/var/lib/app/l", "link", 7, 2.0),
+    ]
     listing = b"".join(e.record() for e in entries)
     sums = b"aa  /etc/ssh/ssh_host_ed25519_key\0"
-    assert dict(parse_kept(listing, sums)) == {"/etc/ssh/ssh_host_ed25519_key": "411:aa",
-                                                "/var/lib/app/a\tb": "3:-", "/var/lib/app/l": "link:"}
-    st = Staging("sha512-n", "boot-1", 5.0, "pointer", parse_kept(listing, sums), (("file:/a", "1"),),
-                 "sha512-p", False, 300.0, ("/var/lib/app",))
+    assert dict(parse_kept(listing, sums)) == {
+        "/etc/ssh/ssh_host_ed25519_key": "411:aa",
+        "/var/lib/app/a\tb": "3:-",
+        "/var/lib/app/l": "link:",
+    }
+    st = Staging(
+        "sha512-n",
+        "boot-1",
+        5.0,
+        "pointer",
+        parse_kept(listing, sums),
+        (("file:/a", "1"),),
+        "sha512-p",
+        False,
+        300.0,
+        ("/var/lib/app",),
+    )
     assert Staging.parse(st.to_json(), st.kept) == st
     rb = RollbackRecord("deadman", "sha512-n", "sha512-p", "boot-2", 9.0, "why")
     assert RollbackRecord.parse(rb.to_json()) == rb and RollbackRecord.parse(b"junk") is None
@@ -272,9 +328,18 @@ def test_kept_record_roundtrip() -> None:
 
 def _props(d: Desired, **kw: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "host": "10.0.0.5", "port": 22, "user": "core", "private_key": "KEY", "host_key": None,
-        "config": d.config.decode(), "config_hash": d.config_hash, "manifest": {"file:/etc/a": "1"},
-        "policy": d.policy.to_dict(), "delivery": "file", "config_url": None}
+        "host": "10.0.0.5",
+        "port": 22,
+        "user": "core",
+        "private_key": "KEY",
+        "host_key": None,
+        "config": d.config.decode(),
+        "config_hash": d.config_hash,
+        "manifest": {"file:/etc/a": "1"},
+        "policy": d.policy.to_dict(),
+        "delivery": "file",
+        "config_url": None,
+    }
     base.update(kw)
     return base
 
@@ -350,9 +415,9 @@ def test_diff_with_unknowns() -> None:
 
 
 def test_manifest_changes() -> None:
-    assert manifest_changes({"file:/a": "1", "unit:x": "2", "user:core": "3"},
-                            {"file:/a": "9", "user:core": "3", "file:/b": "4"}) == [
-        ("~", "file:/a"), ("+", "file:/b"), ("-", "unit:x")]
+    assert manifest_changes(
+        {"file:/a": "1", "unit:x": "2", "user:core": "3"}, {"file:/a": "9", "user:core": "3", "file:/b": "4"}
+    ) == [("~", "file:/a"), ("+", "file:/b"), ("-", "unit:x")]
 
 
 # --- messages -------------------------------------------------------------------------------------------
@@ -368,10 +433,13 @@ def test_messages_say_the_host_state_and_what_to_do() -> None:
     assert "600s" in str(e) and "run again" in (e.advice or "")
     e = messages.verify_failed("h", ["unit x failed"], "sha512-n")
     assert "unit x failed" in str(e) and "rebooted into the new config" in str(e)
-    e = messages.rolled_back("h", "sha512-" + "1" * 128, "sha512-" + "0" * 128, ["health check #1 exited 1"],
-                             "re-applied in place")
+    e = messages.rolled_back(
+        "h", "sha512-" + "1" * 128, "sha512-" + "0" * 128, ["health check #1 exited 1"], "re-applied in place"
+    )
     assert e.rolled_back and e.applied_hash == "sha512-" + "0" * 128
-    assert "rolled back" in str(e) and "health check #1 exited 1" in str(e) and "sha512-000000000000" in str(e)
+    assert (
+        "rolled back" in str(e) and "health check #1 exited 1" in str(e) and "sha512-000000000000" in str(e)
+    )
 
 
 def test_reset_arguments() -> None:
@@ -380,8 +448,16 @@ def test_reset_arguments() -> None:
 
     d = desired(policy=Policy(keep_paths=("/var/lib/app/",)))
     # real flatcar-reset runs `cp FILE /oem/config.ign`: "-" would be a file named "-"
-    assert reset_argv(d) == ["flatcar-reset", "--keep-machine-id", "-F", STAGED_CONFIG, "--keep-paths",
-                             "/etc/ssh/ssh_host_.*", "/var/lib/flatcar-infra", "/var/lib/app/"]
+    assert reset_argv(d) == [
+        "flatcar-reset",
+        "--keep-machine-id",
+        "-F",
+        STAGED_CONFIG,
+        "--keep-paths",
+        "/etc/ssh/ssh_host_.*",
+        "/var/lib/flatcar-infra",
+        "/var/lib/app/",
+    ]
     u = desired(policy=Policy(keep_machine_id=False), delivery="url", config_url="http://h/c.ign")
     assert reset_argv(u)[:3] == ["flatcar-reset", "-U", "http://h/c.ign"]
     pointer = desired(delivery="pointer", config_url="http://h/c.ign")
@@ -389,12 +465,20 @@ def test_reset_arguments() -> None:
     assert reset_argv(d, preview="keep")[:3] == ["flatcar-reset", "--preview-keep", "--keep-paths"]
     # the dead-man switch's units survive the reset into the new boot, not the rollback's
     assert reset_argv(d, deadman=True)[-3:] == list(DEADMAN_KEEP)
-    assert rollback_argv(d)[:4] == ["flatcar-reset", "--keep-machine-id", "-F", "/var/lib/flatcar-infra/applied.ign"]
+    assert rollback_argv(d)[:4] == [
+        "flatcar-reset",
+        "--keep-machine-id",
+        "-F",
+        "/var/lib/flatcar-infra/applied.ign",
+    ]
     assert not set(DEADMAN_KEEP) & set(rollback_argv(d))
     # like flatcar-reset: a plain path keeps what is below it; a regex ending in * is as written;
     # the backup directory and the marker are always kept
-    assert keep_regex(("/etc/ssh/ssh_host_.*", "/var/lib/app/")) == \
-        "(/etc/ssh/ssh_host_.*|/var/lib/app/.*|/var/lib/app|/flatcar-backup|/flatcar-backup/.*|/selective-os-reset)"
+    assert (
+        keep_regex(("/etc/ssh/ssh_host_.*", "/var/lib/app/"))
+        == "(/etc/ssh/ssh_host_.*|/var/lib/app/.*|/var/lib/app|"
+        "/flatcar-backup|/flatcar-backup/.*|/selective-os-reset)"
+    )
 
 
 # --- config checks -----------------------------------------------------------------------------------------
@@ -416,22 +500,38 @@ def test_config_refusals_dangers_and_lock_out() -> None:
     other = desired(extra={"passwd": {"users": [{"name": "ops", "sshAuthorizedKeys": [key]}]}})
     assert config_refusals(other, user="core", login_key=key)
     # everything the plan marks as a DANGER refuses, naming it
-    wipe = {"storage": {"files": [], "filesystems": [{"device": "/dev/vdb", "format": "ext4",
-                                                     "wipeFilesystem": True}]}}
+    wipe = {
+        "storage": {
+            "files": [],
+            "filesystems": [{"device": "/dev/vdb", "format": "ext4", "wipeFilesystem": True}],
+        }
+    }
     r = config_refusals(desired(extra=wipe), user="core", login_key=None)
     assert len(r) == 1 and "/dev/vdb" in r[0].reason and "DANGER" in r[0].advice
 
 
 def test_remote_resources_are_listed_with_their_hashes() -> None:
-    doc = {"ignition": {"version": "3.3.0", "config": {"merge": [{"source": "https://h/m.ign"}]}},
-           "storage": {"files": [
-               {"path": "/a", "contents": {"source": "data:,x"}},
-               {"path": "/b", "contents": {"source": "http://h/b", "verification": {"hash": "sha512-ab"},
-                                           "httpHeaders": [{"name": "Authorization", "value": "t"}]}},
-               {"path": "/c", "append": [{"source": "s3://bucket/c"}]}]}}
+    doc = {
+        "ignition": {"version": "3.3.0", "config": {"merge": [{"source": "https://h/m.ign"}]}},
+        "storage": {
+            "files": [
+                {"path": "/a", "contents": {"source": "data:,x"}},
+                {
+                    "path": "/b",
+                    "contents": {
+                        "source": "http://h/b",
+                        "verification": {"hash": "sha512-ab"},
+                        "httpHeaders": [{"name": "Authorization", "value": "t"}],
+                    },
+                },
+                {"path": "/c", "append": [{"source": "s3://bucket/c"}]},
+            ]
+        },
+    }
     res = remote_resources(doc)
     assert [(r.where, r.url, r.hash, r.is_config) for r in res] == [
         ("$.ignition.config.merge.0", "https://h/m.ign", None, True),
         ("$.storage.files.1.contents", "http://h/b", "sha512-ab", False),
-        ("$.storage.files.2.append.0", "s3://bucket/c", None, False)]
+        ("$.storage.files.2.append.0", "s3://bucket/c", None, False),
+    ]
     assert res[1].headers == (("Authorization", "t"),) and res[2].scheme == "s3"

@@ -23,7 +23,14 @@ import pytest
 from flatcar_infra.compiler.api import STAMP_PATH
 from flatcar_infra.reprovision import messages, preflight, scripts
 from flatcar_infra.reprovision.facts import parse_facts, run_script
-from flatcar_infra.reprovision.hoststate import APPLIED_CONFIG, LOCK_FILE, STATE_FILE, HostFacts, LockOwner, Staging
+from flatcar_infra.reprovision.hoststate import (
+    APPLIED_CONFIG,
+    LOCK_FILE,
+    STATE_FILE,
+    HostFacts,
+    LockOwner,
+    Staging,
+)
 from flatcar_infra.reprovision.policy import Policy
 from flatcar_infra.reprovision.procedure import acquire_lock, dry_run, ensure, release_lock
 from flatcar_infra.ssh import SshTarget, connect, run_sync
@@ -40,14 +47,16 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 
 
 def target(s: Sshd, host_key: str | None = None) -> SshTarget:
-    return SshTarget("127.0.0.1", s.port, s.user, identity_file=str(s.identity_file),
-                     host_key=host_key or s.host_key)
+    return SshTarget(
+        "127.0.0.1", s.port, s.user, identity_file=str(s.identity_file), host_key=host_key or s.host_key
+    )
 
 
 def flatcar_root(root: Path, *, stamp: str | None = None, version: str = "3602.2.0") -> Path:
     (root / "etc").mkdir(parents=True, exist_ok=True)
-    (root / "etc/os-release").write_text(f'NAME="Flatcar Container Linux by Kinvolk"\nID=flatcar\n'
-                                         f"VERSION_ID={version}\n")
+    (root / "etc/os-release").write_text(
+        f'NAME="Flatcar Container Linux by Kinvolk"\nID=flatcar\nVERSION_ID={version}\n'
+    )
     (root / "usr/sbin").mkdir(parents=True, exist_ok=True)
     shutil.copy(RESET_SCRIPT, root / "usr/sbin/flatcar-reset")
     (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
@@ -65,7 +74,9 @@ def test_facts_are_read_and_parsed(sshd: Sshd, tmp_path: Path) -> None:
     root = flatcar_root(tmp_path / "host", stamp="sha512-" + "ab" * 64)
     (root / "oem").mkdir()
     (root / "oem/config.ign").write_bytes(b'{"ignition":{"version":"3.3.0"}}')
-    (root / "oem/grub.cfg").write_text('set linux_append="$linux_append ignition.config.url=http://h/c.ign"\n')
+    (root / "oem/grub.cfg").write_text(
+        'set linux_append="$linux_append ignition.config.url=http://h/c.ign"\n'
+    )
     st = Staging("sha512-" + "cd" * 64, "boot-x", 123.0, "file", (("/etc/x", "1:aa"),))
     (root / STATE_FILE.lstrip("/")).parent.mkdir(parents=True)
     (root / STATE_FILE.lstrip("/")).write_bytes(st.to_json())
@@ -181,29 +192,54 @@ def test_preflight_checks_on_the_host(sshd: Sshd, tmp_path: Path) -> None:
         {"path": "/var/lib/app/conf", "contents": {"source": "data:,new"}},  # kept, exists, no overwrite
         {"path": "/var/lib/app/later", "contents": {"source": "data:,x"}},  # kept, not there yet
         {"path": "/etc/motd", "contents": {"source": "data:,hi"}},  # not kept: fine
-        {"path": "/opt/ok", "overwrite": True, "contents": {"source": f"http://127.0.0.1:{port}/blob",
-                                                            "verification": {"hash": good}}},
-        {"path": "/opt/bad-hash", "overwrite": True,
-         "contents": {"source": f"http://127.0.0.1:{port}/blob", "verification": {"hash": "sha512-" + "0" * 128}}},
+        {
+            "path": "/opt/ok",
+            "overwrite": True,
+            "contents": {"source": f"http://127.0.0.1:{port}/blob", "verification": {"hash": good}},
+        },
+        {
+            "path": "/opt/bad-hash",
+            "overwrite": True,
+            "contents": {
+                "source": f"http://127.0.0.1:{port}/blob",
+                "verification": {"hash": "sha512-" + "0" * 128},
+            },
+        },
         {"path": "/opt/missing", "overwrite": True, "contents": {"source": f"http://127.0.0.1:{port}/nope"}},
     ]
-    d = desired(policy=Policy(keep_paths=("/var/lib/app", "/home/core/.ssh")),
-                extra={"storage": {"files": files}})
+    d = desired(
+        policy=Policy(keep_paths=("/var/lib/app", "/home/core/.ssh")), extra={"storage": {"files": files}}
+    )
     try:
+
         async def go() -> preflight.Findings:
             async with await connect(target(sshd)) as s:
-                req = preflight.script_for(d, root=str(root), owner_json=OTHER.to_json(), take_lock=False,
-                                           stale=None, user="core", login_key=client_key(sshd))
-                return preflight.interpret(req, await run_script(s, req.script), d, root=str(root), user="core")
+                req = preflight.script_for(
+                    d,
+                    root=str(root),
+                    owner_json=OTHER.to_json(),
+                    take_lock=False,
+                    stale=None,
+                    user="core",
+                    login_key=client_key(sshd),
+                )
+                return preflight.interpret(
+                    req, await run_script(s, req.script), d, root=str(root), user="core"
+                )
 
         f = run_sync(go)
     finally:
         server.shutdown()
         server.server_close()
     kept = {e.path: e.kind for e in f.kept}
-    assert kept == {"/etc/ssh/ssh_host_ed25519_key": "file", "/var/lib/app/a b.db": "file",
-                    "/var/lib/app/big.bin": "file", "/var/lib/app/link": "link", "/var/lib/app/conf": "file",
-                    "/home/core/.ssh/authorized_keys": "file"}  # our state dir is not a user file
+    assert kept == {
+        "/etc/ssh/ssh_host_ed25519_key": "file",
+        "/var/lib/app/a b.db": "file",
+        "/var/lib/app/big.bin": "file",
+        "/var/lib/app/link": "link",
+        "/var/lib/app/conf": "file",
+        "/home/core/.ssh/authorized_keys": "file",
+    }  # our state dir is not a user file
     assert f.key_kept
     reasons = [r.reason for r in f.refusals]
     assert len(reasons) == 4, reasons
@@ -215,7 +251,8 @@ def test_preflight_checks_on_the_host(sshd: Sshd, tmp_path: Path) -> None:
 
 
 def test_pointer_object_is_fetched_from_the_host_and_a_failure_keeps_its_own_message(
-        sshd: Sshd, tmp_path: Path) -> None:
+    sshd: Sshd, tmp_path: Path
+) -> None:
     root = flatcar_root(tmp_path / "host")
     web = tmp_path / "web"
     web.mkdir()
@@ -225,8 +262,15 @@ def test_pointer_object_is_fetched_from_the_host_and_a_failure_keeps_its_own_mes
 
     async def check() -> list[str]:
         async with await connect(target(sshd)) as s:
-            req = preflight.script_for(d, root=str(root), owner_json=OTHER.to_json(), take_lock=False,
-                                       stale=None, user="core", login_key=None)
+            req = preflight.script_for(
+                d,
+                root=str(root),
+                owner_json=OTHER.to_json(),
+                take_lock=False,
+                stale=None,
+                user="core",
+                login_key=None,
+            )
             found = preflight.interpret(req, await run_script(s, req.script), d, root=str(root), user="core")
             return [r.reason for r in found.refusals]
 
@@ -248,8 +292,15 @@ def test_pointer_object_is_fetched_from_the_host_and_a_failure_keeps_its_own_mes
 
     async def refused_port() -> list[str]:
         async with await connect(target(sshd)) as s:
-            req = preflight.script_for(d2, root=str(root), owner_json=OTHER.to_json(), take_lock=False,
-                                       stale=None, user="core", login_key=None)
+            req = preflight.script_for(
+                d2,
+                root=str(root),
+                owner_json=OTHER.to_json(),
+                take_lock=False,
+                stale=None,
+                user="core",
+                login_key=None,
+            )
             found = preflight.interpret(req, await run_script(s, req.script), d2, root=str(root), user="core")
             return [r.reason for r in found.refusals]
 
@@ -268,8 +319,15 @@ def test_keep_entries_are_compiled_by_the_hosts_engine(sshd: Sshd, tmp_path: Pat
     async def go() -> list[str]:
         async with await connect(target(sshd)) as s:
             dd = type(d)(d.config, d.config_hash, d.version, bad, d.delivery)
-            req = preflight.script_for(dd, root=str(root), owner_json=OTHER.to_json(), take_lock=False,
-                                       stale=None, user="core", login_key=None)
+            req = preflight.script_for(
+                dd,
+                root=str(root),
+                owner_json=OTHER.to_json(),
+                take_lock=False,
+                stale=None,
+                user="core",
+                login_key=None,
+            )
             found = preflight.interpret(req, await run_script(s, req.script), dd, root=str(root), user="core")
             return [r.reason for r in found.refusals]
 
@@ -282,6 +340,7 @@ def test_rerun_on_an_applied_host_only_verifies(sshd: Sshd, tmp_path: Path) -> N
     d = desired(policy=Policy(health_checks=("test -d /",)))
     root = flatcar_root(tmp_path / "host", stamp=d.config_hash)
     phases: list[str] = []
+
     def report(phase: str, _message: str, _elapsed: float | None = None) -> None:
         phases.append(phase)
 
@@ -294,9 +353,12 @@ def test_rerun_on_an_applied_host_only_verifies(sshd: Sshd, tmp_path: Path) -> N
     assert (root / APPLIED_CONFIG.lstrip("/")).read_bytes() == d.config
 
 
-def test_a_failing_health_check_on_a_verified_host_is_reported_not_rolled_back(sshd: Sshd,
-                                                                              tmp_path: Path) -> None:
-    d = desired(policy=Policy(health_checks=("true", "echo broken >&2; exit 3", "sleep 30"), health_timeout=1))
+def test_a_failing_health_check_on_a_verified_host_is_reported_not_rolled_back(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    d = desired(
+        policy=Policy(health_checks=("true", "echo broken >&2; exit 3", "sleep 30"), health_timeout=1)
+    )
     root = flatcar_root(tmp_path / "host", stamp=d.config_hash)
     with pytest.raises(messages.ReprovisionError) as exc:
         run_sync(lambda: ensure(target(sshd), d, root=str(root)))
@@ -314,8 +376,9 @@ def test_dry_run_changes_nothing_and_shows_the_config_diff(sshd: Sshd, tmp_path:
     old = desired({"/etc/app.conf": "v1\n", "/etc/old-only": "x"})
     new = desired({"/etc/app.conf": "v2\n", "/etc/new-only": "y"})
     root = flatcar_root(tmp_path / "host", stamp=old.config_hash)
-    st = Staging(old.config_hash, "boot-0", 1.0, "file",
-                 manifest=tuple(build_manifest(json.loads(old.config)).items()))
+    st = Staging(
+        old.config_hash, "boot-0", 1.0, "file", manifest=tuple(build_manifest(json.loads(old.config)).items())
+    )
     (root / STATE_FILE.lstrip("/")).parent.mkdir(parents=True)
     (root / STATE_FILE.lstrip("/")).write_bytes(st.to_json())
     (root / APPLIED_CONFIG.lstrip("/")).write_bytes(old.config)
@@ -327,8 +390,13 @@ def test_dry_run_changes_nothing_and_shows_the_config_diff(sshd: Sshd, tmp_path:
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
     # the exact commands of a real run, the config itself shown by size only
     what = [w for w, _ in r.commands]
-    assert what == ["preflight (takes the lock)", "stage + reboot", "wait for the new boot", "verify",
-                    "confirm (a fresh SSH login)"]
+    assert what == [
+        "preflight (takes the lock)",
+        "stage + reboot",
+        "wait for the new boot",
+        "verify",
+        "confirm (a fresh SSH login)",
+    ]
     stage = dict(r.commands)["stage + reboot"]
     assert "flatcar-reset --keep-machine-id -F /var/lib/flatcar-infra/staged-config.ign --keep-paths" in stage
     assert f"<the new config: {len(new.config)} bytes>" in stage and new.config.decode()[:30] not in stage

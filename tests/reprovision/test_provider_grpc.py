@@ -13,8 +13,8 @@ import pytest
 from pulumi.runtime.proto import provider_pb2
 
 from flatcar_infra.provider import Reprovision, ReprovisionProvider
-from flatcar_infra.reprovision.propdiff import INPUT_KEYS
 from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.reprovision.propdiff import INPUT_KEYS
 from flatcar_infra.ssh import normalize_host_key
 from tests.reprovision.engine import UNKNOWN, ProviderEngine, plaintext_strings, secret_keys
 from tests.reprovision.helpers import compiled
