@@ -38,9 +38,20 @@ work=$(mktemp -d); v1=$work/v1.ign; v2=$work/v2.ign
 flatcar-infra render "$config" --var greeting="hello from v1" --var ssh_public_key="$pub" -o "$v1"
 flatcar-infra render "$config" --var greeting="hello from v2" --var ssh_public_key="$pub" -o "$v2"
 flatcar-infra plan "$v1" "$v2" --keep-path /var/lib/app
+# The exact config the machine booted with (what `local up` put in the bucket): the rollback target
+# until the machine keeps its own copy (after its first reprovision).
+running=$work/running.ign
+python3 - "$name" "$running" <<'PY'
+import sys
+from flatcar_infra.testbed.bucket import LocalBucket
+from flatcar_infra.testbed.local import load_machine, object_key
+name, out = sys.argv[1:]
+open(out, "wb").write(LocalBucket.attach(int(load_machine(name)["bucket_port"])).get(object_key(name)))
+PY
 flatcar-infra reprovision --host "$host" --port "$port" --user "$user" --identity "$identity" \
   --host-key "$host_key" --config "$config" --var greeting="hello from v2" \
-  --var ssh_public_key="$pub" --keep-path /var/lib/app --health 'systemctl is-active greeting.service'
+  --var ssh_public_key="$pub" --keep-path /var/lib/app --health 'systemctl is-active greeting.service' \
+  --previous-config "$running"
 rm -rf "$work"
 
 echo "== 4. same machine (same port, same pinned host key, same machine-id), new config, data kept" >&2

@@ -65,6 +65,7 @@ from flatcar_infra.ssh import (
     SshTarget,
     dial,
     fetch_host_key,
+    fingerprint,
 )
 
 Report = Callable[[str, str, "float | None"], None]
@@ -652,7 +653,7 @@ class _Run:
                     key = await fetch_host_key(self.host, self.target.port)
                     self.report(
                         "reboot",
-                        f"wipe-root: the host has a NEW host key {key.split()[0]} (ROOT "
+                        f"wipe-root: the host has a NEW host key {fingerprint(key)} (ROOT "
                         "was reformatted); pinning it from now on (trust on first use)",
                         None,
                     )

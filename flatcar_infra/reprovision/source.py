@@ -101,7 +101,9 @@ class ConfigSource:
         ):
             kw["aws_access_key_id"] = os.environ["SPACES_ACCESS_KEY_ID"]
             kw["aws_secret_access_key"] = os.environ.get("SPACES_SECRET_ACCESS_KEY", "")
-        return boto3.client("s3", **kw)
+        # a session per call: boto3's default session caches credentials and is not thread-safe,
+        # and many hosts may be checked at once
+        return boto3.session.Session().client("s3", **kw)
 
     def _error(self, exc: Exception, verb: str) -> SourceError:
         import botocore.exceptions as be
@@ -118,6 +120,8 @@ class ConfigSource:
         if isinstance(exc, be.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":
+                return SourceError("missing", f"the bucket {self.bucket} does not exist ({where})")
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 return SourceError("missing", f"{where} does not exist (HTTP 404)", "upload the config first")
             if code in ("AccessDenied", "403", "Forbidden") or status == 403:
@@ -125,8 +129,6 @@ class ConfigSource:
                     "denied",
                     f"access denied to {verb} {where} with this machine's credentials ({code or status})",
                 )
-            if code == "NoSuchBucket":
-                return SourceError("missing", f"the bucket {self.bucket} does not exist ({where})")
             return SourceError("error", f"cannot {verb} {where}: {code or status}: {exc}")
         return SourceError("error", f"cannot {verb} {where}: {exc}")
 

@@ -96,3 +96,47 @@ def test_a_host_that_never_returns(sshd: Sshd) -> None:  # noqa: F811
     assert 3 + 2 + 3 <= waited < 30
     assert "did not come back within 8s" in str(exc.value) and "its state is unknown" in exc.value.host_state
     assert "console" in (exc.value.advice or "")
+
+
+def test_another_host_key_after_the_reboot_is_final(sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811
+    from tests.support.sshd import keygen
+
+    t = target(sshd, keygen(tmp_path / "other"))
+    run = _run(t, Policy(reboot_timeout=60))
+    plan = Plan(("preflight", "stage", "reboot", "verify", "confirm"))
+    t0 = time.monotonic()
+    with pytest.raises(messages.ReprovisionError) as exc:
+        run_sync(lambda: run.await_new_boot("boot-0", Staging("h", "boot-0", 0, "file"), plan, issued=True))
+    assert time.monotonic() - t0 < 15  # not retried until the timeout
+    assert "DIFFERENT SSH host key" in str(exc.value)
+
+
+def test_the_deadline_bounds_every_wait(sshd: Sshd) -> None:  # noqa: F811
+    t = SshTarget("127.0.0.1", free_port(), sshd.user, str(sshd.identity_file), None, sshd.host_key, 2.0)
+    run = _run(t, Policy(reboot_timeout=600, deadline=4))
+    plan = Plan(("preflight", "stage", "reboot", "verify", "confirm"), rollback_config=OLD.canonical)
+    t0 = time.monotonic()
+    with pytest.raises(messages.ReprovisionError) as exc:
+        run_sync(lambda: run.await_new_boot("boot-0", Staging("h", "boot-0", 0, "file"), plan, issued=True))
+    assert time.monotonic() - t0 < 20
+    assert "deadline (4s, policy.deadline) passed during" in str(exc.value)
+
+
+def test_a_rollback_that_would_fail_is_refused(tmp_path: Path) -> None:
+    """The previous config writes a file without overwrite on a kept path that exists: re-applying
+    it would stop Ignition, so the rollback could not work and the run is refused."""
+    from flatcar_infra.reprovision import preflight
+    from flatcar_infra.reprovision.kept import KeptEntry
+    from tests.reprovision.helpers import compiled, facts
+
+    prev = compiled({}, extra={"storage": {"files": [
+        {"path": "/var/lib/app/seed", "contents": {"source": "data:,x"}}]}})
+    findings = preflight.Findings(facts(stamp=prev.hash), [KeptEntry("/var/lib/app/seed", "file", 1, 0)])
+    d = desired(policy=Policy(keep_paths=("/var/lib/app",)))
+    refusals = preflight.local_refusals(d, findings, user="core", login_key=None, platform_keys=(),
+                                        previous=prev.canonical)
+    assert len(refusals) == 1 and "a rollback would fail" in refusals[0].reason
+    assert "/var/lib/app/seed" in refusals[0].reason and "--no-rollback" in refusals[0].advice
+    off = desired(policy=Policy(keep_paths=("/var/lib/app",), rollback=False))
+    assert preflight.local_refusals(off, findings, user="core", login_key=None, platform_keys=(),
+                                    previous=prev.canonical) == []
