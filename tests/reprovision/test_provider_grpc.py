@@ -145,3 +145,28 @@ def test_in_place_on_a_non_flatcar_host_is_refused_with_host_state(engine: Provi
     msg = exc.value.details() or ""  # type: ignore[attr-defined]
     assert "not Flatcar" in msg and "host state: the host was not changed" in msg
     assert key_text.strip() not in msg and "PRIVATE KEY" not in msg
+
+
+def test_key_rotation_logs_in_with_the_old_key_until_the_new_one_is_authorized(
+        engine: ProviderEngine, sshd: Sshd, tmp_path: Path) -> None:
+    """``private_key`` is the key from now on; while the host accepts only the old one, preflight
+    logs in with the old state's key (here it then refuses a non-Flatcar host: the refusal proves
+    the login worked), and the lock-out check is about the NEW key."""
+    from tests.support.sshd import keygen
+
+    keygen(tmp_path / "new")
+    new_key = (tmp_path / "new").read_text()
+    old = inputs(sshd, policy=Policy().to_dict())
+    olds = {**old, "host_key": normalize_host_key(sshd.host_key), "applied_hash": "sha512-" + "0" * 128}
+    news = {**inputs(sshd, {"/etc/app.conf": "v2\n"}, policy=Policy().to_dict()), "private_key": new_key,
+            "host_key": normalize_host_key(sshd.host_key)}
+    with pytest.raises(grpc.RpcError) as exc:
+        engine.update(engine.urn("rot"), "id", engine.with_provider(olds), engine.with_provider(news))
+    msg = exc.value.details() or ""  # type: ignore[attr-defined]
+    assert "not Flatcar" in msg and "refused our key" not in msg
+    # without the old key to fall back on, the new one is refused: final, at once
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as exc:
+        engine.update(engine.urn("rot"), "id", engine.with_provider({**olds, "private_key": new_key}),
+                      engine.with_provider(news))
+    assert "refused our key" in (exc.value.details() or "") and time.monotonic() - t0 < 30  # type: ignore[attr-defined]
