@@ -23,9 +23,19 @@ from flatcar_infra.testbed.vm import choose_accel, generate_client_key
 
 
 def config(generation: str) -> dict[str, object]:
-    return {"ignition": {"version": "3.3.0"},
-            "storage": {"files": [{"path": "/etc/generation", "mode": 420, "overwrite": True,
-                                   "contents": {"source": f"data:,{generation}"}}]}}
+    return {
+        "ignition": {"version": "3.3.0"},
+        "storage": {
+            "files": [
+                {
+                    "path": "/etc/generation",
+                    "mode": 420,
+                    "overwrite": True,
+                    "contents": {"source": f"data:,{generation}"},
+                }
+            ]
+        },
+    }
 
 
 def main() -> int:
@@ -40,8 +50,10 @@ def main() -> int:
     manifest = json.loads((image.parent / "manifest.json").read_text())
     print(f"accelerator: {choose_accel()}")
     if was_cached:
-        print(f"image build: cached (lookup {build_wall:.1f}s; the cached build took "
-              f"{manifest.get('build_seconds', '?')}s)")
+        print(
+            f"image build: cached (lookup {build_wall:.1f}s; the cached build took "
+            f"{manifest.get('build_seconds', '?')}s)"
+        )
     else:
         print(f"image build: fresh {build_wall:.1f}s")
 

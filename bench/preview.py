@@ -36,10 +36,19 @@ def props(i: int, version: str, port: int) -> dict[str, object]:
 
     files = {f"/etc/app/{k}.conf": f"machine {i} file {k} {version}\n" * 20 for k in range(20)}
     c = compiled(files, units={f"app{k}.service": True for k in range(5)})
-    return {"host": "127.0.0.1", "port": port, "user": "core", "private_key": "-----KEY-----",
-            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-            "config": c.canonical.decode(), "config_hash": c.hash, "manifest": build_manifest(c.ignition),
-            "policy": Policy(keep_paths=("/var/lib/app",)).to_dict(), "delivery": "file", "config_url": None}
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "user": "core",
+        "private_key": "-----KEY-----",
+        "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        "config": c.canonical.decode(),
+        "config_hash": c.hash,
+        "manifest": build_manifest(c.ignition),
+        "policy": Policy(keep_paths=("/var/lib/app",)).to_dict(),
+        "delivery": "file",
+        "config_url": None,
+    }
 
 
 def run(provider: ResourceProvider, pairs: list[tuple[dict[str, object], dict[str, object]]]) -> float:
@@ -64,8 +73,9 @@ def main() -> int:
     print(f"{n} Diff calls through the gRPC server (config ~{len(str(v1[0]['config'])) // 1024} KiB each)")
     print(f"  baseline (SDK no-op diff): {base:.3f} s")
     print(f"  Reprovision diff:          {ours:.3f} s  ({ours / n * 1000:.2f} ms/diff)")
-    print(f"  ratio to baseline: {ours / base:.2f}; target <= 1.0 s total: "
-          f"{'met' if ours <= 1.0 else 'MISSED'}")
+    print(
+        f"  ratio to baseline: {ours / base:.2f}; target <= 1.0 s total: {'met' if ours <= 1.0 else 'MISSED'}"
+    )
     return 0
 
 

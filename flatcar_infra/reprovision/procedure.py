@@ -43,7 +43,7 @@ from typing import Any
 from flatcar_infra.manifest import build_manifest
 from flatcar_infra.procs import pid_alive
 from flatcar_infra.reprovision import messages, preflight, scripts
-from flatcar_infra.reprovision.decide import Plan, Refusal, decide, short
+from flatcar_infra.reprovision.decide import Plan, Refusal, decide, rollback_config, short
 from flatcar_infra.reprovision.desired import Desired, enabled_units, stamp_of
 from flatcar_infra.reprovision.facts import as_root, parse_facts, run_script
 from flatcar_infra.reprovision.hoststate import (
@@ -402,8 +402,6 @@ class _Run:
         return findings, plan
 
     def _previous(self, f: HostFacts) -> bytes | None:
-        from flatcar_infra.reprovision.decide import rollback_config
-
         return rollback_config(f, self.previous)
 
     async def _republish(
@@ -731,8 +729,10 @@ class _Run:
         how = "rolled back by itself"
         if r is not None and r.by == "deadman" and r.from_hash == self.d.config_hash:
             why.append(r.reason)
-            how = (f"the dead-man switch re-applied it after {self.d.policy.confirm_window:g}s without "
-                   "confirmation")
+            how = (
+                f"the dead-man switch re-applied it after {self.d.policy.confirm_window:g}s without "
+                "confirmation"
+            )
         elif self.restored_source:
             why.append(
                 "the new boot never answered SSH (Ignition failed in the initramfs, or SSH or the "
@@ -1064,6 +1064,73 @@ class DryRun:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Inspection:
+    """A read-only preflight: every check a real run makes, no lock taken."""
+
+    facts: HostFacts
+    plan: Plan
+    findings: preflight.Findings
+    request: preflight.Request
+    rollback_target: bytes | None
+    warnings: tuple[str, ...]
+
+
+async def _inspect(
+    s: SshSession,
+    d: Desired,
+    me: LockOwner,
+    *,
+    root: str,
+    previous: bytes | None,
+    platform_keys: Sequence[str],
+    source: ConfigSource | None,
+) -> Inspection:
+    login_key = s.target.public_key()
+    req = preflight.script_for(
+        d,
+        root=root,
+        owner_json=me.to_json(),
+        take_lock=False,
+        stale=None,
+        user=s.target.user,
+        login_key=login_key,
+    )
+    findings = preflight.interpret(req, await run_script(s, req.script), d, root=root, user=s.target.user)
+    f = findings.facts
+    back = rollback_config(f, previous)
+    refusals = preflight.local_refusals(
+        d, findings, user=s.target.user, login_key=login_key, platform_keys=platform_keys, previous=back
+    )
+    op_refusals, op_warnings, _ = await preflight.operator_side(d, source)
+    plan = decide(
+        f,
+        d,
+        me,
+        stale_ours=stale_ours(f.lock_owner),
+        previous=previous,
+        checks=[*refusals, *findings.refusals, *op_refusals],
+    )
+    return Inspection(f, plan, findings, req, back, (*findings.warnings, *op_warnings))
+
+
+async def inspect(
+    target: SshTarget,
+    d: Desired,
+    *,
+    root: str = "",
+    previous: bytes | None = None,
+    platform_keys: Sequence[str] = (),
+    source: ConfigSource | None = None,
+) -> Inspection:
+    """What a run would do on this host and why not, changing nothing (not even the lock): for
+    rollout preflights and dry runs."""
+    async with await dial(target, timeout=FIRST_DIAL) as s:
+        return await _inspect(
+            s, d, _me(), root=root, previous=previous, platform_keys=platform_keys, source=source
+        )
+
+
 async def dry_run(
     target: SshTarget,
     d: Desired,
@@ -1077,69 +1144,38 @@ async def dry_run(
     commands a real run would send (payloads shown by size)."""
     me = _me()
     async with await dial(target, timeout=FIRST_DIAL) as s:
-        login_key = target.public_key()
-        req = preflight.script_for(
-            d,
-            root=root,
-            owner_json=me.to_json(),
-            take_lock=False,
-            stale=None,
-            user=target.user,
-            login_key=login_key,
+        ins = await _inspect(
+            s, d, me, root=root, previous=previous, platform_keys=platform_keys, source=source
         )
-        kv = await run_script(s, req.script)
-        findings = preflight.interpret(req, kv, d, root=root, user=target.user)
-        f = findings.facts
-        from flatcar_infra.reprovision.decide import rollback_config
-
-        back = rollback_config(f, previous)
-        refusals = preflight.local_refusals(
-            d, findings, user=target.user, login_key=login_key, platform_keys=platform_keys, previous=back
-        )
-        op_refusals, op_warnings, _ = await preflight.operator_side(d, source)
-        plan = decide(
-            f,
-            d,
-            me,
-            stale_ours=stale_ours(f.lock_owner),
-            previous=previous,
-            checks=[*refusals, *findings.refusals, *op_refusals],
-        )
+        f, plan, back = ins.facts, ins.plan, ins.rollback_target
         current: dict[str, str] | None = None
         if f.staging and f.staging.desired_hash == f.stamp and f.staging.manifest:
             current = dict(f.staging.manifest)
         elif back is not None:
             current = build_manifest(json.loads(back))
-        new = build_manifest(d.document)
-        changes = manifest_changes(current or {}, new)
-        pdel: tuple[str, ...] = ()
-        pkeep: tuple[str, ...] = ()
+        changes = manifest_changes(current or {}, build_manifest(d.document))
+        previews: dict[str, tuple[str, ...]] = {"delete": (), "keep": ()}
         if f.reset_tool and plan.reboots and not root:
-            for kind in ("delete", "keep"):
+            for kind in previews:
                 res = await s.run(
-                    as_root(s, reset_argv(d, preview=kind, deadman=plan.rollback_config is not None)),
-                    timeout=300,
+                    as_root(s, reset_argv(d, preview=kind, deadman=back is not None)), timeout=300
                 )
                 err = res.stderr.decode(errors="replace").strip()
-                lines = (
+                previews[kind] = (
                     tuple(res.text.splitlines())
                     if res.ok
                     else (f"(flatcar-reset --preview-{kind} failed: {err})",)
                 )
-                if kind == "delete":
-                    pdel = lines
-                else:
-                    pkeep = lines
-    commands = planned_commands(d, req, findings, plan, me, user=target.user) if not plan.refused else ()
+    commands = planned_commands(d, ins.findings, plan, me, user=target.user) if not plan.refused else ()
     return DryRun(
         f,
         plan,
         tuple(changes),
         current is not None,
-        pdel,
-        pkeep,
+        previews["delete"],
+        previews["keep"],
         commands,
-        (*findings.warnings, *op_warnings),
+        ins.warnings,
     )
 
 
@@ -1148,7 +1184,7 @@ def _sudo_sh(user: str) -> str:
 
 
 def planned_commands(
-    d: Desired, req: preflight.Request, findings: preflight.Findings, plan: Plan, me: LockOwner, *, user: str
+    d: Desired, findings: preflight.Findings, plan: Plan, me: LockOwner, *, user: str
 ) -> tuple[tuple[str, str], ...]:
     """The exact commands of a real run, in order (each script as sent on standard input)."""
     f = findings.facts

@@ -72,7 +72,7 @@ def test_restore_and_read_back_through_an_explicit_endpoint(bucket: LocalBucket,
     # public-read kept: Ignition fetches it anonymously over http(s)
     import urllib.request
 
-    with urllib.request.urlopen(bucket.host_url("web-3/config.ign"), timeout=10) as r:  # noqa: S310
+    with urllib.request.urlopen(bucket.host_url("web-3/config.ign"), timeout=10) as r:
         assert r.read() == b"previous config"
     with pytest.raises(Exception, match="config_source"):
         ConfigSource.from_spec({"bucket": "b"})
