@@ -447,7 +447,6 @@ def stage(
         parts.append(f"""got=$(sha512sum < {OEM_CONFIG} | cut -d' ' -f1)
 [ "$got" = {config_sha512} ] || fail '{OEM_CONFIG} does not hold the exact bytes delivered'
 """)
-    parts.append("sync\n")
     parts.append(_reboot(reboot_unit))
     return Script("stage", tuple(parts), timeout=600)
 
@@ -534,7 +533,6 @@ rm -f {q(DEADMAN_WANTS)} {q(DEADMAN_TIMER)} {q(DEADMAN_SERVICE)} {q(DEADMAN_SCRI
     parts += write_file(ROLLBACK_RECORD, record, "the rollback record")
     parts += write_file(STATE_FILE, staging_json, "the staging record of the rollback")
     parts.append(_reset(reset_argv))
-    parts.append("sync\n")
     parts.append(_reboot(reboot_unit))
     return Script("rollback", tuple(parts), timeout=300)
 
