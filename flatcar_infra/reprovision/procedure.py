@@ -36,7 +36,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,6 +277,21 @@ class _Run:
         self.phase = "connect"
         self.restored_source = False
         self.not_hashed: list[str] = []
+        self._fresh: asyncio.Task[SshSession] | None = None
+
+    def dial_fresh(self) -> None:
+        """Open the confirmation's fresh connection while verification runs (it is only used
+        once verification passed): one handshake less on the critical path."""
+        self._fresh = asyncio.ensure_future(self.dial(60))
+
+    async def drop_fresh(self) -> None:
+        task, self._fresh = self._fresh, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        with suppress(asyncio.CancelledError, SshError):
+            await (await task).close()
 
     # --- bounds ---------------------------------------------------------------------------------------
     def left(self) -> float:
@@ -334,6 +349,7 @@ class _Run:
         except SshError as exc:
             raise self.wrap(exc) from None
         finally:
+            await self.drop_fresh()
             if locked:
                 await release_lock(s, self.me, root=self.root)
             _ACTIVE_TOKENS.discard(self.me.token)
@@ -437,6 +453,8 @@ class _Run:
             with self.timer.phase("cleanup", "cancelling the staged reset"):
                 await s.run(as_root(s, ["flatcar-reset", "--stop"]), timeout=60, check=True)
         self.phase = "verify"
+        if "confirm" in plan.phases:
+            self.dial_fresh()
         with self.timer.phase("verify", "verifying the running config"):
             v = await self.verify(s, _Expect.new(self.d), f.staging if "confirm" in plan.phases else None, f)
         if v.problems:
@@ -690,6 +708,8 @@ class _Run:
     ) -> Outcome:
         self.phase = "verify"
         self.state = messages.APPLIED
+        if plan.rollback_config is not None:
+            self.dial_fresh()
         try:
             with self.timer.phase("verify", "verifying the new boot"):
                 v = await self.verify(s, _Expect.new(self.d), staging, findings.facts)
@@ -933,7 +953,8 @@ class _Run:
         ):
             c = s
             if fresh:
-                c = await self.dial(60)
+                c = await (self._fresh or self.dial(60))
+                self._fresh = None
             try:
                 kv = await run_script(
                     c,
