@@ -222,9 +222,9 @@ def test_refused_before_anything_changes(world: World, tmp_path: Path) -> None:
     msg = world.up_error(config(world.vm_key, "v34", spec="3.4.0"))
     assert "accepts specs up to 3.3.0" in msg and "host state: the host was not changed" in msg
     # a keep path only Python's re understands: refused by name when the inputs are checked
-    step = world.engine.register(
-        "machine", world.inputs(c2, policy={"keep_paths": ["/var/lib/app\\d+"]}), state=state
-    )
+    bad = world.inputs(c2)
+    bad["policy"] = {**bad["policy"], "keep_paths": ["/var/lib/app\\d+"]}  # as a stack config would give it
+    step = world.engine.register("machine", bad, state=state)
     assert step.op == "check-failed" and "[0-9]" in step.check_failures[0][1]
     p = world.cli(c2, "--keep-path", "/var/lib/app\\d+")
     _, err = p.communicate(timeout=120)
