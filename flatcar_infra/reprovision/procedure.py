@@ -43,7 +43,7 @@ from typing import Any
 from flatcar_infra.manifest import build_manifest
 from flatcar_infra.procs import pid_alive
 from flatcar_infra.reprovision import messages, preflight, scripts
-from flatcar_infra.reprovision.decide import Plan, Refusal, decide, rollback_config, short
+from flatcar_infra.reprovision.decide import Plan, decide, rollback_config, short
 from flatcar_infra.reprovision.desired import Desired, enabled_units, stamp_of
 from flatcar_infra.reprovision.facts import as_root, parse_facts, run_script
 from flatcar_infra.reprovision.hoststate import (
@@ -340,6 +340,7 @@ class _Run:
                 findings, plan = await self.run_preflight(s)
                 locked = True
             if not plan.reboots:
+                locked = False  # released by the confirmation, or before a failure is raised
                 return await self.verify_only(s, findings, plan)
             staging, issued = await self.stage(s, findings, plan)
             locked = False
@@ -395,10 +396,11 @@ class _Run:
                 platform_keys=self.platform_keys,
                 previous=self._previous(f),
             )
-            refusals += findings.refusals
             op_refusals, op_warnings, pointer_hex = await preflight.operator_side(self.d, self.source)
             findings.warnings += op_warnings
-            refusals += await self._republish(findings, op_refusals, pointer_hex)
+            refusals += [*findings.refusals, *op_refusals]
+            if await self._republish(findings, pointer_hex):
+                refusals = [x for x in refusals if "does not hold the new config" not in x.reason]
             plan = decide(f, self.d, self.me, previous=self.previous, checks=refusals)
             if plan.refused:
                 raise messages.refused(self.host, plan.refusals, f.stamp)
@@ -420,9 +422,7 @@ class _Run:
     def _previous(self, f: HostFacts) -> bytes | None:
         return rollback_config(f, self.previous)
 
-    async def _republish(
-        self, findings: preflight.Findings, refusals: list[Refusal], pointer_hex: str | None
-    ) -> list[Refusal]:
+    async def _republish(self, findings: preflight.Findings, pointer_hex: str | None) -> bool:
         """After our own rollback restored the previous config at the source, the next run of the
         new config puts it back there (the hosting resource's state still says it holds it)."""
         f = findings.facts
@@ -436,7 +436,7 @@ class _Run:
             and f.applied_config
             and held == hashlib.sha512(f.applied_config).hexdigest()
         ):
-            return refusals
+            return False
         await self.source.write(self.d.config)
         self.report(
             "preflight",
@@ -444,8 +444,7 @@ class _Run:
             "rollback had restored the previous one there)",
             None,
         )
-        findings.refusals = [x for x in findings.refusals if "does not hold the new config" not in x.reason]
-        return [x for x in refusals if "does not hold the new config" not in x.reason]
+        return True
 
     async def verify_only(self, s: SshSession, findings: preflight.Findings, plan: Plan) -> Outcome:
         f = findings.facts
