@@ -761,6 +761,7 @@ class _Run:
         else:
             why.append("the host runs the previous config: Ignition did not apply the new one")
             how = "Ignition did not apply the new config"
+        rec = None
         if self.restored_source:
             rec = RollbackRecord(
                 r.by if r else "procedure",
@@ -770,7 +771,7 @@ class _Run:
                 r.at if r else v.facts.now,
                 "source restored: " + "; ".join(why),
             )
-            await run_script(s, scripts.record_rollback(rec.to_json()))
+        await run_script(s, scripts.settle(rec.to_json() if rec else None))
         if v.problems:
             why += [f"(and the previous config's own check: {p})" for p in v.problems]
         await release_lock(s, self.me, root=self.root)

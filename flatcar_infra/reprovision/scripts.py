@@ -560,7 +560,14 @@ def facts(root: str) -> Script:
     return Script("facts", (_prologue(root), _FACTS), timeout=60)
 
 
-def record_rollback(record: bytes) -> Script:
-    return Script(
-        "record", (_prologue(""), *write_file(ROLLBACK_RECORD, record, "the rollback record")), timeout=30
-    )
+def settle(record: bytes | None) -> Script:
+    """The host came back on the previous config by itself: a dead-man switch left over from the
+    failed boot has nothing to do any more (disarm it), and record how it came back."""
+    parts: list[str | Payload] = [
+        _prologue(""),
+        f"rm -f {q(DEADMAN_WANTS)} {q(DEADMAN_TIMER)} {q(DEADMAN_SERVICE)} {q(DEADMAN_SCRIPT)}\n"
+        f"systemctl stop {DEADMAN_UNIT}.timer >/dev/null 2>&1; true\n",
+    ]
+    if record is not None:
+        parts += write_file(ROLLBACK_RECORD, record, "the rollback record")
+    return Script("settle", tuple(parts), timeout=30)

@@ -81,7 +81,8 @@ def all_scripts() -> list[scripts.Script]:
         scripts.lock("", "{}", None),
         scripts.facts(""),
         scripts.release("", "tok"),
-        scripts.record_rollback(b"{}"),
+        scripts.settle(b"{}"),
+        scripts.settle(None),
     ]
 
 
