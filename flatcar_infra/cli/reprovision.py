@@ -144,20 +144,19 @@ def build(args: argparse.Namespace) -> tuple[SshTarget, Desired]:
     return target, desired
 
 
+def _file(option: str, path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}") from None
+
+
 def extras(args: argparse.Namespace, desired: Desired) -> dict[str, Any]:
     """The procedure's optional inputs from the command line."""
-    previous = None
-    if args.previous_config:
-        try:
-            previous = Path(args.previous_config).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"--previous-config {args.previous_config}: {exc.strerror}") from None
-    old_key = None
-    if args.old_identity:
-        try:
-            old_key = Path(args.old_identity).read_text()
-        except OSError as exc:
-            raise UsageError(f"--old-identity {args.old_identity}: {exc.strerror}") from None
+    previous = _file("--previous-config", args.previous_config)
+    old_key = _file("--old-identity", args.old_identity)
     spec = None
     if args.config_source:
         m = re.fullmatch(r"s3://([^/]+)/(.+)", args.config_source)
@@ -167,7 +166,7 @@ def extras(args: argparse.Namespace, desired: Desired) -> dict[str, Any]:
                 "public": args.source_public}
     source = ConfigSource.for_url(desired.config_url, spec) if desired.delivery != "file" else None
     return {"previous": previous, "platform_keys": [normalize_host_key(k) for k in args.platform_key],
-            "fallback_keys": [old_key] if old_key else [], "source": source}
+            "fallback_keys": [old_key.decode()] if old_key else [], "source": source}
 
 
 def run(args: argparse.Namespace) -> int:

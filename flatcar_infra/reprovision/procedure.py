@@ -478,48 +478,8 @@ class _Run:
             hashed, skipped = hash_selection(findings.kept, d.policy.hash_budget_bytes)
             self.not_hashed = skipped
             keep = preflight.keep_entries(d, deadman=deadman)
-            staging = Staging(
-                d.config_hash,
-                f.boot_id,
-                f.now,
-                d.delivery,
-                (),
-                tuple(sorted(build_manifest(d.document).items())),
-                f.stamp,
-                False,
-                d.policy.confirm_window if deadman else 0.0,
-                keep,
-            )
-            seed = (
-                plan.rollback_config
-                if (plan.rollback_config is not None and f.applied_config != plan.rollback_config)
-                else None
-            )
-            man = (
-                scripts.deadman_files(
-                    new_hash=d.config_hash,
-                    previous_hash=f.stamp or "",
-                    staged_boot=f.boot_id,
-                    window=d.policy.confirm_window,
-                    rollback_reset=rollback_argv(d),
-                )
-                if deadman
-                else None
-            )
-            script = scripts.stage(
-                staging_json=staging.to_json(),
-                kept_list=b"".join(e.record() for e in findings.kept),
-                hash_paths=hashed,
-                config=d.config,
-                config_sha512=hashlib.sha512(d.config).hexdigest(),
-                delivery=d.delivery,
-                reset_argv=reset_argv(d, deadman=deadman),
-                cancel_first="cleanup" in plan.phases,
-                remove_oem=plan.remove_oem,
-                seed_applied=seed,
-                deadman=man,
-                reboot_unit=f"flatcar-infra-reboot-{self.me.token[:8]}",
-            )
+            staging = new_staging(d, f, plan)
+            script = stage_script(d, findings, plan, self.me, hashed, staging_json=staging.to_json())
             issued = True
             try:
                 kv = await run_script(s, script)
@@ -1204,11 +1164,64 @@ def _sudo_sh(user: str) -> str:
     return "sh -s" if user == "root" else "sudo -n sh -s"
 
 
+def new_staging(d: Desired, f: HostFacts, plan: Plan) -> Staging:
+    """The staging record (its kept files are added once the stage script hashed them)."""
+    deadman = plan.rollback_config is not None
+    return Staging(
+        d.config_hash,
+        f.boot_id,
+        f.now,
+        d.delivery,
+        (),
+        tuple(sorted(build_manifest(d.document).items())),
+        f.stamp,
+        False,
+        d.policy.confirm_window if deadman else 0.0,
+        preflight.keep_entries(d, deadman=deadman),
+    )
+
+
+def stage_script(
+    d: Desired,
+    findings: preflight.Findings,
+    plan: Plan,
+    me: LockOwner,
+    hashed: list[str],
+    *,
+    staging_json: bytes,
+) -> scripts.Script:
+    """The one script that stages the reset and schedules the reboot (see ``scripts.stage``)."""
+    f = findings.facts
+    back = plan.rollback_config
+    deadman = None
+    if back is not None:
+        deadman = scripts.deadman_files(
+            new_hash=d.config_hash,
+            previous_hash=f.stamp or "",
+            staged_boot=f.boot_id,
+            window=d.policy.confirm_window,
+            rollback_reset=rollback_argv(d),
+        )
+    return scripts.stage(
+        staging_json=staging_json,
+        kept_list=b"".join(e.record() for e in findings.kept),
+        hash_paths=hashed,
+        config=d.config,
+        config_sha512=hashlib.sha512(d.config).hexdigest(),
+        delivery=d.delivery,
+        reset_argv=reset_argv(d, deadman=back is not None),
+        cancel_first="cleanup" in plan.phases,
+        remove_oem=plan.remove_oem,
+        seed_applied=back if (back is not None and f.applied_config != back) else None,
+        deadman=deadman,
+        reboot_unit=f"flatcar-infra-reboot-{me.token[:8]}",
+    )
+
+
 def planned_commands(
     d: Desired, findings: preflight.Findings, plan: Plan, me: LockOwner, *, user: str
 ) -> tuple[tuple[str, str], ...]:
     """The exact commands of a real run, in order (each script as sent on standard input)."""
-    f = findings.facts
     deadman = plan.rollback_config is not None
     hashed: list[str] = []
     out: list[tuple[str, str]] = [
@@ -1223,33 +1236,8 @@ def planned_commands(
     ]
     if plan.reboots:
         hashed, _ = hash_selection(findings.kept, d.policy.hash_budget_bytes)
-        man = (
-            scripts.deadman_files(
-                new_hash=d.config_hash,
-                previous_hash=f.stamp or "",
-                staged_boot=f.boot_id,
-                window=d.policy.confirm_window,
-                rollback_reset=rollback_argv(d),
-            )
-            if deadman
-            else None
-        )
-        stage = scripts.stage(
-            staging_json=b"{}",
-            kept_list=b"".join(e.record() for e in findings.kept),
-            hash_paths=hashed,
-            config=d.config,
-            config_sha512=hashlib.sha512(d.config).hexdigest(),
-            delivery=d.delivery,
-            reset_argv=reset_argv(d, deadman=deadman),
-            cancel_first="cleanup" in plan.phases,
-            remove_oem=plan.remove_oem,
-            seed_applied=plan.rollback_config
-            if (deadman and f.applied_config != plan.rollback_config)
-            else None,
-            deadman=man,
-            reboot_unit=f"flatcar-infra-reboot-{me.token[:8]}",
-        )
+        staging = new_staging(d, findings.facts, plan)
+        stage = stage_script(d, findings, plan, me, hashed, staging_json=staging.to_json())
         out.append(("stage + reboot", f"{_sudo_sh(user)} <<'SCRIPT'\n{stage.display()}SCRIPT"))
         out.append(("wait for the new boot", "cat /proc/sys/kernel/random/boot_id   # until it changes"))
     from flatcar_infra.reprovision.kept import keep_regex

@@ -22,6 +22,7 @@ import pytest
 
 from flatcar_infra.compiler.api import STAMP_PATH
 from flatcar_infra.reprovision import messages, preflight, scripts
+from flatcar_infra.reprovision.desired import Desired
 from flatcar_infra.reprovision.facts import parse_facts, run_script
 from flatcar_infra.reprovision.hoststate import (
     APPLIED_CONFIG,
@@ -158,6 +159,30 @@ def test_spec_too_new_is_refused_on_the_host(sshd: Sshd, tmp_path: Path) -> None
     assert not (root / LOCK_FILE.lstrip("/")).exists()
 
 
+def checked(s: Sshd, root: Path, d: Desired, login_key: str | None = None) -> preflight.Findings:
+    """The preflight script run against ``root`` on the sshd (no lock), its answers interpreted."""
+
+    async def go() -> preflight.Findings:
+        async with await connect(target(s)) as session:
+            req = preflight.script_for(
+                d,
+                root=str(root),
+                owner_json=OTHER.to_json(),
+                take_lock=False,
+                stale=None,
+                user="core",
+                login_key=login_key,
+            )
+            kv = await run_script(session, req.script)
+            return preflight.interpret(req, kv, d, root=str(root), user="core")
+
+    return run_sync(go)
+
+
+def reasons(s: Sshd, root: Path, d: Desired) -> list[str]:
+    return [r.reason for r in checked(s, root, d).refusals]
+
+
 def _serve(directory: Path) -> tuple[ThreadingHTTPServer, int]:
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -211,23 +236,7 @@ def test_preflight_checks_on_the_host(sshd: Sshd, tmp_path: Path) -> None:
         policy=Policy(keep_paths=("/var/lib/app", "/home/core/.ssh")), extra={"storage": {"files": files}}
     )
     try:
-
-        async def go() -> preflight.Findings:
-            async with await connect(target(sshd)) as s:
-                req = preflight.script_for(
-                    d,
-                    root=str(root),
-                    owner_json=OTHER.to_json(),
-                    take_lock=False,
-                    stale=None,
-                    user="core",
-                    login_key=client_key(sshd),
-                )
-                return preflight.interpret(
-                    req, await run_script(s, req.script), d, root=str(root), user="core"
-                )
-
-        f = run_sync(go)
+        f = checked(sshd, root, d, client_key(sshd))
     finally:
         server.shutdown()
         server.server_close()
@@ -260,26 +269,12 @@ def test_pointer_object_is_fetched_from_the_host_and_a_failure_keeps_its_own_mes
     url = f"http://127.0.0.1:{port}/config.ign"
     d = desired(delivery="pointer", config_url=url)
 
-    async def check() -> list[str]:
-        async with await connect(target(sshd)) as s:
-            req = preflight.script_for(
-                d,
-                root=str(root),
-                owner_json=OTHER.to_json(),
-                take_lock=False,
-                stale=None,
-                user="core",
-                login_key=None,
-            )
-            found = preflight.interpret(req, await run_script(s, req.script), d, root=str(root), user="core")
-            return [r.reason for r in found.refusals]
-
     try:
-        missing = run_sync(check)
+        missing = reasons(sshd, root, d)
         (web / "config.ign").write_bytes(b'{"ignition":{"version":"3.3.0"}}')
-        stale = run_sync(check)
+        stale = reasons(sshd, root, d)
         (web / "config.ign").write_bytes(d.config)
-        ok = run_sync(check)
+        ok = reasons(sshd, root, d)
     finally:
         server.shutdown()
         server.server_close()
@@ -290,21 +285,7 @@ def test_pointer_object_is_fetched_from_the_host_and_a_failure_keeps_its_own_mes
     # nothing listens: curl's own error, not a wrong guess
     d2 = desired(delivery="pointer", config_url=f"http://127.0.0.1:{free_port()}/c.ign")
 
-    async def refused_port() -> list[str]:
-        async with await connect(target(sshd)) as s:
-            req = preflight.script_for(
-                d2,
-                root=str(root),
-                owner_json=OTHER.to_json(),
-                take_lock=False,
-                stale=None,
-                user="core",
-                login_key=None,
-            )
-            found = preflight.interpret(req, await run_script(s, req.script), d2, root=str(root), user="core")
-            return [r.reason for r in found.refusals]
-
-    r = run_sync(refused_port)
+    r = reasons(sshd, root, d2)
     assert len(r) == 1 and "curl exit 7" in r[0]
 
 
@@ -316,24 +297,10 @@ def test_keep_entries_are_compiled_by_the_hosts_engine(sshd: Sshd, tmp_path: Pat
     bad = Policy.__new__(Policy)  # an invalid policy from old state, bypassing validation
     object.__setattr__(bad, "__dict__", {**Policy().__dict__, "keep_paths": ("/var/a{2,1}",)})
 
-    async def go() -> list[str]:
-        async with await connect(target(sshd)) as s:
-            dd = type(d)(d.config, d.config_hash, d.version, bad, d.delivery)
-            req = preflight.script_for(
-                dd,
-                root=str(root),
-                owner_json=OTHER.to_json(),
-                take_lock=False,
-                stale=None,
-                user="core",
-                login_key=None,
-            )
-            found = preflight.interpret(req, await run_script(s, req.script), dd, root=str(root), user="core")
-            return [r.reason for r in found.refusals]
-
-    reasons = run_sync(go)
-    assert "'/var/a{2,1}'" in reasons[0] and "Invalid content of" in reasons[0]
-    assert len(reasons) == 2 and "cannot list the kept files" in reasons[1]  # nor can the reset
+    dd = type(d)(d.config, d.config_hash, d.version, bad, d.delivery)
+    found = reasons(sshd, root, dd)
+    assert "'/var/a{2,1}'" in found[0] and "Invalid content of" in found[0]
+    assert len(found) == 2 and "cannot list the kept files" in found[1]  # nor can the reset
 
 
 def test_rerun_on_an_applied_host_only_verifies(sshd: Sshd, tmp_path: Path) -> None:
