@@ -819,17 +819,10 @@ class _Run:
         machine-id kept, no enabled unit failed, health checks pass. One round trip."""
         kept_record = dict(staging.kept) if staging else {}
         hash_paths = [p for p, v in kept_record.items() if not v.startswith("link:") and not v.endswith(":-")]
-        keep = (
-            staging.keep_paths
-            if staging and staging.keep_paths
-            else preflight.keep_entries(self.d, deadman=False)
-        )
-        from flatcar_infra.reprovision.kept import keep_regex
-
         script = scripts.verify(
             self.root,
             owner_json=self.me.to_json(),
-            keep_rx=keep_regex(keep) if keep else "(/selective-os-reset)",
+            kept_paths=sorted(kept_record),
             hash_paths=hash_paths,
             user=s.target.user,
             health_checks=want.health_checks,
@@ -856,7 +849,7 @@ class _Run:
             listing = parse_listing(kv.get("kept_listing") or b"")
             if self.root:
                 listing = [KeptEntry(e.path[len(self.root) :], e.kind, e.size, e.mtime) for e in listing]
-            sums = parse_kv_sums(kv.get("sums"))
+            sums = {k[len(self.root) :]: v for k, v in parse_kv_sums(kv.get("sums")).items()}
             after = {e.path: kept_digest(e, sums.get(e.path)) for e in listing}
             cmp = compare_kept(kept_record, after, {e.path: e.mtime for e in listing}, staging.staged_at)
             problems += [f"kept path {p} is gone after the reset" for p in cmp.missing]
@@ -1240,13 +1233,10 @@ def planned_commands(
         stage = stage_script(d, findings, plan, me, hashed, staging_json=staging.to_json())
         out.append(("stage + reboot", f"{_sudo_sh(user)} <<'SCRIPT'\n{stage.display()}SCRIPT"))
         out.append(("wait for the new boot", "cat /proc/sys/kernel/random/boot_id   # until it changes"))
-    from flatcar_infra.reprovision.kept import keep_regex
-
-    keep = preflight.keep_entries(d, deadman=False)
     ver = scripts.verify(
         "",
         owner_json=me.to_json(),
-        keep_rx=keep_regex(keep) if keep else "(/selective-os-reset)",
+        kept_paths=[e.path for e in findings.kept] if plan.reboots else [],
         hash_paths=hashed if plan.reboots else [],
         user=user,
         health_checks=d.policy.health_checks,

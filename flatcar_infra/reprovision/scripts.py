@@ -303,13 +303,10 @@ def hash_kept(dest: str | None) -> str:
     return out
 
 
-def _hash_list(paths: Sequence[str]) -> tuple[str | Payload, ...]:
+def _path_list(name: str, paths: Sequence[str], what: str) -> tuple[str | Payload, ...]:
+    """Absolute paths, NUL-separated, into ``$T/<name>``."""
     data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
-    return (
-        "base64 -d > \"$T/hash.list\" <<'FI_EOF'\n",
-        Payload(data, f"{len(paths)} kept file path(s)"),
-        "\nFI_EOF\n",
-    )
+    return (f"base64 -d > \"$T/{name}\" <<'FI_EOF'\n", Payload(data, f"{len(paths)} {what}"), "\nFI_EOF\n")
 
 
 def deadman_files(
@@ -420,7 +417,7 @@ def stage(
     ]
     if cancel_first:
         parts.append(_reset(["flatcar-reset", "--stop"]))
-    parts += _hash_list(hash_paths)
+    parts += _path_list("hash.list", hash_paths, "kept file path(s) to hash")
     parts.append(hash_kept(KEPT_SUMS))
     parts += write_file(KEPT_LIST, kept_list, "the kept-file listing")
     parts += write_file(STAGED_CONFIG, config, "the new config")
@@ -455,26 +452,32 @@ def verify(
     root: str,
     *,
     owner_json: str,
-    keep_rx: str,
+    kept_paths: Sequence[str],
     hash_paths: Sequence[str],
     user: str,
     health_checks: Sequence[str],
     health_timeout: float,
 ) -> Script:
     """After the reboot, in ONE round trip: take the lock for this boot, the facts, the kept files
-    (listed and re-hashed in the root view), the system state, the failed units, and the health
-    checks (run as ``user``, each bounded by ``health_timeout``)."""
+    recorded at staging (are they there, and their sha256), the system state, the failed units, and
+    the health checks (run as ``user``, each bounded by ``health_timeout``).
+
+    The kept files are checked in the running system's view, not flatcar-reset's: at boot Flatcar
+    drops entries of ROOT's ``/etc`` that equal the ``/etc`` overlay's lower dir, and the running
+    system then shows the lower dir's identical file; either way what the system reads is what
+    was kept."""
     t = f"{health_timeout:g}"
-    parts: list[str | Payload] = [
-        _prologue(root),
-        _lock(owner_json, None),
-        _FACTS,
-        _export_rx(root, keep_rx),
-        _root_view(_LIST_KEPT, '"$T/kept"'),
-        'v kept_rc "$view_rc"; f kept_err "$T/view.err"; f kept_listing "$T/kept"\n',
-    ]
-    parts += _hash_list(hash_paths)
-    parts.append(hash_kept(None))
+    parts: list[str | Payload] = [_prologue(root), _lock(owner_json, None), _FACTS]
+    parts += _path_list("kept.paths", kept_paths, "recorded kept path(s)")
+    parts += _path_list("hash.list", hash_paths, "kept file path(s) to hash")
+    parts.append(
+        """sed -z "s|^|$R|" "$T/kept.paths" | xargs -0r sh -c 'exec find "$@" -maxdepth 0 \\
+    -printf "%y\\t%s\\t%T@\\t%p\\0" 2>/dev/null' sh > "$T/kept"
+f kept_listing "$T/kept"
+sed -z "s|^|$R|" "$T/hash.list" | xargs -0r sha256sum -z -- > "$T/sums" 2>/dev/null
+f sums "$T/sums"
+"""
+    )
     parts.append(f"""state=$(timeout {t} systemctl is-system-running --wait 2>/dev/null ||
     systemctl is-system-running 2>/dev/null)
 v system_state "$state"

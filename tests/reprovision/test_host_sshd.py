@@ -372,3 +372,52 @@ def test_dry_run_changes_nothing_and_shows_the_config_diff(sshd: Sshd, tmp_path:
 
 def client_key(s: Sshd) -> str:
     return Path(f"{s.identity_file}.pub").read_text().strip()
+
+
+def test_verify_finds_kept_files_gone_or_damaged(sshd: Sshd, tmp_path: Path) -> None:
+    """The verification after the reboot checks every file recorded at staging: gone, changed
+    although nothing wrote it since staging (the reset damaged it), or rewritten by the running
+    system since (a log: a warning)."""
+    from flatcar_infra.reprovision.procedure import _Expect, _Run
+
+    d = desired(policy=Policy(keep_paths=("/var/lib/app",)))
+    root = flatcar_root(tmp_path / "host", stamp=d.config_hash)
+    app = root / "var/lib/app"
+    app.mkdir(parents=True)
+    files = {"same": b"s" * 10, "gone": b"g", "damaged": b"d" * 5, "log": b"l1"}
+    for name, data in files.items():
+        (app / name).write_bytes(data)
+    record = tuple(
+        sorted((f"/var/lib/app/{n}", f"{len(b)}:{hashlib.sha256(b).hexdigest()}") for n, b in files.items())
+    )
+    staged_at = 1_000_000_000.0
+    (app / "gone").unlink()
+    (app / "damaged").write_bytes(b"D" * 5)
+    os.utime(app / "damaged", (staged_at - 100, staged_at - 100))  # not written since staging
+    (app / "log").write_bytes(b"l2")  # written now, after the staging
+    staging = Staging(d.config_hash, "boot-before", staged_at, "file", record)
+    run = _Run(
+        target(sshd),
+        d,
+        lambda *_a: None,
+        root=str(root),
+        previous=None,
+        fallback_keys=(),
+        platform_keys=(),
+        source=None,
+    )
+
+    async def go() -> list[str]:
+        async with await connect(target(sshd)) as s:
+            v = await run.verify(s, _Expect.new(d), staging, None)
+            await release_lock(s, run.me, root=str(root))
+            return [*v.problems, *v.warnings]
+
+    out = run_sync(go)
+    assert "kept path /var/lib/app/gone is gone after the reset" in out
+    assert "kept file /var/lib/app/damaged changed although nothing wrote it since staging" in out
+    assert any(
+        "1 kept file(s) were written by the running system since staging (e.g. /var/lib/app/log)" in x
+        for x in out
+    )
+    assert not any("/var/lib/app/same" in x for x in out)

@@ -70,7 +70,7 @@ def all_scripts() -> list[scripts.Script]:
         scripts.verify(
             "",
             owner_json="{}",
-            keep_rx="(/a)",
+            kept_paths=["/a", "/b"],
             hash_paths=["/a"],
             user="core",
             health_checks=["curl -fsS localhost:80/health", "test -f '/x y'"],
