@@ -334,6 +334,7 @@ mkdir -p {RUN_DIR}
 exec 9>{DEADMAN_LOCK}
 flock 9
 [ -e {CONFIRMED} ] && exit 0
+[ -e {ROLLBACK_STARTED} ] && exit 0
 boot=$(cat /proc/sys/kernel/random/boot_id)
 [ "$boot" = {q(staged_boot)} ] && exit 0
 if [ "$(cat {STAMP_PATH} 2>/dev/null)" = {q(previous_hash)} ]; then
@@ -413,7 +414,15 @@ def stage(
     Any failure stops before the reboot is scheduled."""
     parts: list[str | Payload] = [
         _prologue(""),
-        f"mkdir -p -m 0700 {STATE_DIR} || fail 'cannot create {STATE_DIR}'\n",
+        f"mkdir -p -m 0700 {STATE_DIR} {RUN_DIR} || fail 'cannot create {STATE_DIR}'\n",
+        # a dead-man switch armed for THIS boot by an earlier, unconfirmed run must not fire while
+        # (or after) this run stages: this boot is superseded, so it counts as confirmed
+        f"""exec 9>{DEADMAN_LOCK}
+flock 9 || fail 'cannot lock {DEADMAN_LOCK}'
+[ -e {ROLLBACK_STARTED} ] && fail 'the dead-man switch is rolling this host back: run again once it is back'
+touch {CONFIRMED}
+systemctl stop {DEADMAN_UNIT}.timer >/dev/null 2>&1
+""",
     ]
     if cancel_first:
         parts.append(_reset(["flatcar-reset", "--stop"]))
