@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import pytest
 
-from flatcar_infra.compiler.api import CompiledConfig, compile_config
+from flatcar_infra.compiler.api import STAMP_PATH, CompiledConfig, compile_config
 from flatcar_infra.manifest import build_manifest
 from flatcar_infra.provider import ReprovisionProvider
 from flatcar_infra.reprovision.policy import Policy
@@ -120,7 +120,10 @@ class World:
 
     def cli_args(self, c: CompiledConfig, *extra: str, name: str | None = None) -> list[str]:
         path = self.tmp / f"{name or c.hash[7:19]}.ign"
-        path.write_bytes(c.canonical)
+        # the config as a user writes it: the CLI compiles and stamps it itself (to the same hash)
+        doc = json.loads(c.canonical)
+        doc["storage"]["files"] = [f for f in doc["storage"]["files"] if f["path"] != STAMP_PATH]
+        path.write_text(json.dumps(doc))
         return [
             "reprovision",
             "--host",
