@@ -102,7 +102,8 @@ def compile_config(
     strict: bool = False,
     stamp_config: bool = False,
 ) -> CompiledConfig:
-    """Compile Butane (flatcar 1.0.0/1.1.0), Container Linux Config YAML or Ignition JSON.
+    """Compile Butane (flatcar 1.0.0/1.1.0/1.2.0-experimental), Container Linux Config YAML or
+    Ignition JSON.
 
     ``template``: render ``source`` (and snippets) as Jinja2 with ``variables`` first; ``None``
     means: when ``variables`` is given or the filename ends in ``.j2``.
@@ -154,8 +155,8 @@ def read_config_file(path: str | Path, display: str | None = None) -> str:
     name = display or str(path)
     try:
         data = read_text_input(path)
-    except LimitExceeded as exc:
-        raise ConfigError([Diagnostic(name, 0, 0, Severity.ERROR, f"cannot read: {exc}", "$")]) from None
+    except LimitExceeded as exc:  # the file as a whole: its first line
+        raise ConfigError([Diagnostic(name, 1, 1, Severity.ERROR, f"cannot read: {exc}", "$")]) from None
     except OSError as exc:
         raise ConfigError([Diagnostic(name, 0, 0, Severity.ERROR, f"cannot read: {exc.strerror or exc}",
                                       "$")]) from None
