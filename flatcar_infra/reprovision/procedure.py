@@ -648,6 +648,7 @@ class _Run:
                 await asyncio.sleep(min(5.0, max(0.0, t0 + timeout - time.monotonic())))
                 continue
             except SshError:
+                same_since = None  # down: the old boot is going (or gone)
                 continue  # the deadline check above decides
             try:
                 boot = (await s.run(["cat", "/proc/sys/kernel/random/boot_id"], timeout=15)).text.strip()

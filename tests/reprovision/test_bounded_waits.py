@@ -4,6 +4,7 @@ within its own bound and reported with the host's state and the next step."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -140,3 +141,27 @@ def test_a_rollback_that_would_fail_is_refused(tmp_path: Path) -> None:
     off = desired(policy=Policy(keep_paths=("/var/lib/app",), rollback=False))
     assert preflight.local_refusals(off, findings, user="core", login_key=None, platform_keys=(),
                                     previous=prev.canonical) == []
+
+
+def test_answering_on_the_old_boot_then_going_down_is_a_reboot_under_way(sshd: Sshd) -> None:  # noqa: F811
+    """Right after the reboot is issued the old boot may still answer; once the host stops
+    answering it is rebooting, and a later timeout is "did not come back", not "never rebooted"."""
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    with NetCut(sshd.port) as net:
+        run = _run(via(sshd, net.port), Policy(reboot_timeout=8))
+        plan = Plan(("preflight", "stage", "reboot", "verify", "confirm"))
+
+        async def go() -> None:
+            async def down_soon() -> None:
+                await asyncio.sleep(3)
+                net.cut()  # the host goes down after answering on the old boot
+
+            task = asyncio.ensure_future(down_soon())
+            try:
+                await run.await_new_boot(boot, Staging("h", boot, 0, "file"), plan, issued=True)
+            finally:
+                await task
+
+        with pytest.raises(messages.ReprovisionError) as exc:
+            run_sync(go)
+    assert "did not come back within 8s" in str(exc.value), str(exc.value)
