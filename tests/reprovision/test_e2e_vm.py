@@ -28,7 +28,7 @@ from flatcar_infra.provider import ReprovisionProvider
 from flatcar_infra.reprovision.policy import Policy
 from flatcar_infra.ssh import fingerprint
 from flatcar_infra.testbed.machines import VmFactory
-from flatcar_infra.testbed.vm import Vm
+from flatcar_infra.testbed.vm import Vm, VmSnapshot
 from tests.reprovision.engine import ProviderEngine, State
 from tests.reprovision.helpers import ignition
 
@@ -143,7 +143,14 @@ class World:
 
     def cli(self, c: CompiledConfig, *extra: str) -> subprocess.Popen[str]:
         """The CLI as a user runs it: its own process (so it can be killed like one)."""
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        creds = self.factory.bucket.credentials
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "AWS_ACCESS_KEY_ID": creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
         return subprocess.Popen(
             [sys.executable, "-m", "flatcar_infra.cli.main", *self.cli_args(c, *extra)],
             stdout=subprocess.PIPE,
@@ -175,11 +182,19 @@ class World:
         assert self.sudo("test -e /selective-os-reset && echo staged || echo clean").strip() == "clean"
 
 
+EMERGENCY = 60
+"""Seconds the stand-in's initramfs waits after a failed Ignition run before it reboots (Flatcar: 300)."""
+
+
 @pytest.fixture(scope="module")
-def world(vm_factory_module: VmFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    vm_factory_module: VmFactory, vm_snapshot: VmSnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """A VM restored from the session's booted snapshot (no boot of its own): it runs the test
+    bed's unstamped base config, so the first reprovision cannot roll back (nothing proves what
+    the host runs) and is made with rollback off."""
     key = vm_factory_module.client_key
-    v1 = config(key.public_line, "v1", {"/etc/app.conf": "v1\n", "/etc/v1-only": "old\n"})
-    vm = vm_factory_module.boot("reprovision", config=v1.canonical, add_key=False)
+    vm = vm_factory_module.restore(vm_snapshot, "reprovision", emergency_timeout=EMERGENCY)
     with ProviderEngine(ReprovisionProvider()) as eng:
         eng.configure({})
         w = World(
@@ -190,21 +205,41 @@ def world(vm_factory_module: VmFactory, tmp_path_factory: pytest.TempPathFactory
             key.public_line,
             tmp_path_factory.mktemp("e2e"),
         )
-        w.configs["v1"] = v1
         yield w
 
 
-def test_create_captures_the_key_verifies_and_keeps_the_rollback_target(world: World) -> None:
-    boot = world.vm.boot_id()
-    world.vm.sudo("mkdir -p /var/lib/app && cat > /var/lib/app/data.bin", input=DATA)
-    step = world.up(world.configs["v1"])
+def test_create_reprovisions_the_base_in_place_without_rollback(world: World) -> None:
+    """The first `pulumi up`: the host runs an unstamped config, so nothing could roll a failure
+    back; with rollback off it is reprovisioned in place, keeping data, host keys, machine-id."""
+    vm = world.vm
+    vm.sudo("mkdir -p /var/lib/app && cat > /var/lib/app/data.bin", input=DATA)
+    before = {
+        "machine_id": world.sudo("cat /etc/machine-id"),
+        "host_keys": world.sudo("sha256sum /etc/ssh/ssh_host_*"),
+        "boot": vm.boot_id(),
+    }
+    v1 = config(world.vm_key, "v1", {"/etc/app.conf": "v1\n", "/etc/v1-only": "old\n"})
+    world.configs["v1"] = v1
+    assert "cannot roll back" in world.up_error(v1)
+    step = world.up(v1, policy={"rollback": False})
     outs = step.state.outputs
-    assert step.op == "create" and outs["last_action"] == "verified" and outs["rebooted"] is False
-    assert outs["applied_hash"] == world.configs["v1"].hash
-    assert outs["host_key"] == world.vm.host_key and outs["boot_id"] == boot
+    assert step.op == "create" and outs["last_action"] == "reprovisioned" and outs["rebooted"] is True
+    assert outs["applied_hash"] == v1.hash and outs["boot_id"] != before["boot"]
+    assert outs["host_key"] == vm.host_key
+    assert world.logged(f"host key captured on first use: {fingerprint(vm.host_key or '')}")
     assert world.key_text.strip() not in "".join(world.engine.stderr_lines)
-    assert world.logged(f"host key captured on first use: {fingerprint(world.vm.host_key or '')}")
-    assert world.vm.read_file("/var/lib/flatcar-infra/applied.ign") == world.configs["v1"].canonical
+    vm.wait_ssh()
+    world.data_intact()
+    assert world.sudo("cat /etc/machine-id") == before["machine_id"]
+    assert world.sudo("sha256sum /etc/ssh/ssh_host_*") == before["host_keys"]
+    assert vm.read_file("/etc/flatcar-infra-testbed/base", missing_ok=True) is None  # the base is gone
+    # the kept record lists the host keys as flatcar-reset sees them (ROOT's own /etc, the overlay's
+    # upper dir) and the data
+    kept = world.sudo("tr '\\0' '\\n' < /var/lib/flatcar-infra/kept.list | cut -f4")
+    assert "/etc/ssh/ssh_host_ed25519_key" in kept and "/var/lib/app/data.bin" in kept
+    assert vm.read_file("/var/lib/flatcar-infra/applied.ign") == v1.canonical  # the next rollback target
+    # no dead-man switch without a rollback
+    assert world.sudo("ls /etc/systemd/system/ | grep -c flatcar-infra; true").strip() == "0"
 
 
 def test_refused_before_anything_changes(world: World, tmp_path: Path) -> None:
@@ -472,3 +507,59 @@ def test_cli_dry_run_shows_the_diff_the_previews_and_the_commands(world: World) 
     assert "<the new config:" in stage and "--- stage + reboot" in err
     assert vm.boot_id() == boot
     world.nothing_staged()
+
+
+def test_ignition_failure_at_boot_with_pointer_delivery_rolls_back(world: World) -> None:
+    """Ignition fails in the initramfs (a file it must fetch vanished after the preflight fetched
+    it): nothing answers SSH. The previous config is restored at the pointer's source, the
+    initramfs' emergency reboot runs Ignition again with it, and the host is back on the old hash."""
+    bucket = world.factory.bucket
+    previous = world.configs["v7"]
+    file_url = world.factory.upload("vanishing", b"payload", add_key=False)
+    c9 = config(
+        world.vm_key,
+        "v9",
+        extra={
+            "storage": {
+                "files": [
+                    {
+                        "path": "/etc/remote.txt",
+                        "overwrite": True,
+                        "mode": 0o644,
+                        "contents": {"source": file_url},
+                    }
+                ]
+            }
+        },
+    )
+    url = world.factory.upload("reprovision", c9.canonical, add_key=False)
+    key = world.factory.object_key("reprovision")
+    p = world.cli(
+        c9,
+        "--delivery",
+        "pointer",
+        "--config-url",
+        url,
+        "--config-source",
+        f"s3://{bucket.bucket}/{key}",
+        "--source-endpoint",
+        bucket.endpoint,
+        "--source-public",
+        "--timeout",
+        "150",
+    )
+    assert p.stderr is not None
+    lines = []
+    for line in p.stderr:
+        lines.append(line)
+        if line.startswith("[stage") and " done" in line:
+            bucket.client().delete_object(Bucket=bucket.bucket, Key=world.factory.object_key("vanishing"))
+            break
+    _, rest = p.communicate(timeout=3600)
+    err = "".join(lines) + rest
+    assert p.returncode == 1, err
+    assert "rolled back" in err and "restored" in err
+    world.vm.wait_ssh(expect_emergency_reboot=True)  # the failed boot's prompt is on the console
+    assert world.stamp() == previous.hash
+    assert bucket.get(key) == previous.canonical  # the source serves the previous config again
+    world.data_intact()
