@@ -10,7 +10,7 @@ strategy ties the instance to the config hash, and then replaces it create-befor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncssh
@@ -89,6 +89,7 @@ class FlatcarMachine(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource],
         machine_identity: pulumi.Input[str] | None = None,
         platform_keys: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
+        config_source: pulumi.Input[Mapping[str, Any]] | None = None,
     ) -> None:
         from flatcar_infra.provider import Reprovision
 
@@ -107,6 +108,7 @@ class FlatcarMachine(pulumi.ComponentResource):
             policy=args.policy,
             delivery=delivery,
             config_url=config_url,
+            config_source=config_source,
             machine_identity=machine_identity,
             platform_keys=platform_keys,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *([before] if before else [])]),

@@ -365,8 +365,12 @@ class AwsMachine(FlatcarMachine):
             port=22,
             host_key=public,
             delivery="pointer",
-            # s3:// is read by Ignition with the instance role; nothing else can fetch it to compare.
-            config_url=None,
+            # s3:// is read by Ignition with the instance role; the preflight reads (and a rollback
+            # restores) the object from the operator's side with the operator's AWS credentials.
+            config_url=self.hosting.source,
+            config_source=pulumi.Output.all(self.hosting.object.bucket, self.hosting.object.region).apply(
+                lambda a: {"bucket": a[0], "key": self.hosting.key, **({"region": a[1]} if a[1] else {})}
+            ),
             depends_on=[self.hosting.object, self.instance, *attachments],
             machine_identity=self.instance.id,
             platform_keys=platform_keys,

@@ -143,6 +143,16 @@ def test_aws_pointer_is_byte_identical_across_configs_while_the_object_changes(
     ha, hb = a.one(REPROVISION_TYPE).plain("config_hash"), b.one(REPROVISION_TYPE).plain("config_hash")
     assert ha != hb and ha not in ua and hb not in ub, "the pointer never carries the hash"
     assert a.one("aws:ec2/instance:Instance").replacement_trigger is None
+    # the reprovision checks (and a rollback restores) that very object from the operator's side
+    rep = a.one(REPROVISION_TYPE)
+    source = json.loads(ua)["ignition"]["config"]["replace"]["source"]
+    assert rep.plain("config_url") == source
+    assert rep.plain("config_source") == {  # the region is the provider's (unknown under mocks)
+        "bucket": bucket, "key": "flatcar-infra/flatcar-infra/test/web/config.ign"
+    }
+    from flatcar_infra.provider import check_inputs
+
+    assert check_inputs({k: rep.plain(k) for k in rep.inputs}) == []
 
 
 def test_aws_bucket_is_private_and_encrypted_and_iam_reads_exactly_one_object(

@@ -25,8 +25,8 @@ def bucket() -> Iterator[LocalBucket]:
 def aws(bucket: LocalBucket, monkeypatch: pytest.MonkeyPatch) -> None:
     """The operator's environment as boto3 reads it, pointed at the moto server (boto3 honours
     AWS_ENDPOINT_URL_S3 like any S3 endpoint override)."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "operator")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", bucket.credentials.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", bucket.credentials.secret_key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", bucket.endpoint)
 
@@ -51,6 +51,10 @@ def test_each_failure_keeps_its_own_message(bucket: LocalBucket, aws: None,
     gone = desired(delivery="pointer", config_url="s3://no-such-bucket/x.ign")
     refusals, _, _ = run_sync(lambda: operator_side(gone, None))
     assert len(refusals) == 1 and "the bucket no-such-bucket does not exist" in refusals[0].reason
+    # credentials the server rejects: the preflight says so (the server checks SigV4 signatures)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    refusals, warnings, _ = run_sync(lambda: operator_side(d, None))
+    assert refusals == [] and any("access denied to read s3://configs/web-2/config.ign" in w for w in warnings)
     # no credentials here: not a refusal, the stamp proves after the reboot what Ignition applied
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var)
