@@ -161,18 +161,31 @@ class ReprovisionProvider(dyn.ResourceProvider):
 
 
 def _apply(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: str) -> dict[str, Any]:
-    from flatcar_infra.reprovision.procedure import Outcome, connect_only, ensure, read_applied
     from flatcar_infra.ssh import run_sync
 
-    news = {k: _plain(v) for k, v in news.items()}
-    desired = desired_of(news)
-    host = f"{news['host']}:{int(news.get('port') or 22)}"
+    plain = {k: _plain(v) for k, v in news.items()}
+    host = f"{plain['host']}:{int(plain.get('port') or 22)}"
     t0 = time.monotonic()
 
     def report(phase: str, message: str, elapsed: float | None = None) -> None:
         stamp = f" {elapsed:.1f}s" if elapsed is not None else ""
         _log(f"[{host} {phase}{stamp}] {message}")
 
+    host_key, result = run_sync(lambda: converge(plain, olds, op, report))
+    report("done", result["last_action"], time.monotonic() - t0)
+    return _outputs(plain, host_key, result)
+
+
+async def converge(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: str,
+                   report: Any) -> tuple[str | None, dict[str, Any]]:
+    """One machine brought to its desired state: ``(host key, RESULT_KEYS values)``.
+
+    ``olds``: the previous outputs (``None`` for a new machine). Shared by the ``Reprovision``
+    resource and the fleet rollout (which runs many of these in one event loop)."""
+    from flatcar_infra.reprovision.procedure import Outcome, connect_only, ensure, read_applied
+
+    news = {k: _plain(v) for k, v in news.items()}
+    desired = desired_of(news)
     d = diff_props({k: _plain(v) for k, v in olds.items()}, news) if olds is not None else None
     new_machine = op == "create" or (d is not None and d.action == "new-machine")
     # A pin belongs to one machine: a replaced machine (new identity) never inherits the old key.
@@ -180,27 +193,26 @@ def _apply(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: str) -> 
     policy = desired.policy
     if not host_key:
         report("connect", "no host key given: waiting for SSH and capturing it (trust on first use)")
-        host_key = run_sync(lambda: _capture_key(news, policy.reboot_timeout, report))
+        host_key = await _capture_key(news, policy.reboot_timeout, report)
         report("connect", f"host key captured on first use: {fingerprint(host_key)}; pinned from now on")
     target = target_of(news, host_key)
     result: dict[str, Any]
     if policy.strategy in ("ignore", "replace"):
-        state = run_sync(lambda: read_applied(target, wait=policy.reboot_timeout if op == "create" else 0))
+        state = await read_applied(target, wait=policy.reboot_timeout if op == "create" else 0)
         action = "ignored" if policy.strategy == "ignore" else "verified-replacement"
         result = {**state, "rebooted": False, "phases": {}, "warnings": [], "last_action": action}
         if policy.strategy == "ignore" and state.get("applied_hash") != desired.config_hash:
             report("ignore", "strategy 'ignore': the new config is NOT applied; the host keeps "
                    f"{state.get('applied_hash') or 'its config'} (drift stays visible)")
     elif d is not None and d.action in ("connect", "record"):
-        outcome: Outcome = run_sync(lambda: connect_only(target, desired, report))
+        outcome: Outcome = await connect_only(target, desired, report)
         result = outcome.to_outputs("reconnected")
     else:
-        outcome = run_sync(lambda: ensure(target, desired, report=report,
-                                          first_boot_wait=policy.reboot_timeout if new_machine else 0))
+        outcome = await ensure(target, desired, report=report,
+                               first_boot_wait=policy.reboot_timeout if new_machine else 0)
         host_key = outcome.host_key or host_key
         result = outcome.to_outputs("reprovisioned" if outcome.rebooted else "verified")
-    report("done", result["last_action"], time.monotonic() - t0)
-    return _outputs(news, host_key, result)
+    return host_key, result
 
 
 async def _capture_key(news: Mapping[str, Any], timeout: float, report: Any) -> str:

@@ -15,6 +15,7 @@ from flatcar_infra.components.args import (
     SshAccess,
 )
 from flatcar_infra.components.config import ConfigOutput, flatcar_config
+from flatcar_infra.components.fleet import Fleet, FleetArgs
 from flatcar_infra.components.hosting import (
     AwsConfigBucket,
     AwsConfigHosting,
@@ -29,6 +30,7 @@ from flatcar_infra.components.machines import (
     flatcar_ami,
 )
 from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.rollout.policy import RolloutPolicy
 
 __all__ = [
     "AwsConfigBucket",
@@ -44,8 +46,11 @@ __all__ = [
     "ExistingMachine",
     "ExistingMachineArgs",
     "FlatcarDigitalOceanImage",
+    "Fleet",
+    "FleetArgs",
     "Hooks",
     "Policy",
+    "RolloutPolicy",
     "SshAccess",
     "flatcar_ami",
     "flatcar_config",

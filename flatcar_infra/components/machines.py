@@ -56,6 +56,16 @@ def ssh_public_key(ssh: SshAccess) -> pulumi.Output[str]:
     return pulumi.Output.unsecret(pulumi.Output.from_input(ssh.private_key).apply(public_key_of))
 
 
+def depends_on_of(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
+    """The resources in ``opts.depends_on`` (one resource or a list)."""
+    deps = opts.depends_on if opts is not None else None
+    if isinstance(deps, pulumi.Resource):
+        return [deps]
+    if isinstance(deps, Sequence):
+        return [d for d in deps if isinstance(d, pulumi.Resource)]
+    return []
+
+
 class FlatcarMachine(pulumi.ComponentResource):
     """Shared wiring: the ``Reprovision`` resource, hooks, and the common outputs."""
 
@@ -63,6 +73,14 @@ class FlatcarMachine(pulumi.ComponentResource):
     config_hash: pulumi.Output[str]
     applied_hash: pulumi.Output[str]
     host_key: pulumi.Output[str]
+
+    def __init__(
+        self, t: str, name: str, props: Any = None, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(t, name, props, opts)
+        # Children never inherit ``depends_on`` from their parent: passed on explicitly, so that
+        # ``depends_on=[other_machine]`` orders this machine's reprovision after the other's.
+        self._user_depends_on = depends_on_of(opts)
 
     def _wire(
         self,
@@ -78,6 +96,7 @@ class FlatcarMachine(pulumi.ComponentResource):
     ) -> None:
         from flatcar_infra.provider import Reprovision
 
+        depends_on = [*depends_on, *self._user_depends_on]
         before = self._hook(
             name, "before", args.hooks, args, host, port, host_key, args.config.hash, depends_on
         )
