@@ -107,6 +107,17 @@ def explicit_policy(props: Mapping[str, Any]) -> RolloutPolicy:
     return RolloutPolicy.from_dict(spec)
 
 
+def needs_work(olds_m: Mapping[str, Any] | None, news_m: Mapping[str, Any], is_unknown_: Any = is_unknown
+               ) -> bool:
+    """A machine needs the rollout when its inputs changed (``diff_props``), or when the last run
+    did not bring it to its config (failed, rolled back, not started: its state is not proven)."""
+    if olds_m is None:
+        return True
+    if diff_props(olds_m, news_m, is_unknown_).has_changes:
+        return True
+    return olds_m.get("result") not in (None, "reprovisioned", "unchanged")
+
+
 def check_rollout(news: Mapping[str, Any]) -> list[tuple[str, str]]:
     failures: list[tuple[str, str]] = []
     if not is_unknown(news.get("rollout")):
@@ -155,9 +166,10 @@ def _host(props: Mapping[str, Any], olds: Mapping[str, Any] | None, wkey: str, n
     desired = desired_of(news_m)
     d = diff_props(olds_m, news_m) if olds_m is not None else None
     known = (olds_m or {}).get("applied_hash")
-    if d is not None and not d.has_changes:
+    if not needs_work(olds_m, news_m):
         return RolloutHost(name, desired.config_hash, None, known_hash=known)
-    reboots = d is None or d.action in ("reprovision", "new-machine", "replace")
+    # an unfinished machine (failed, rolled back, not started) runs the whole procedure again
+    reboots = d is None or d.action in ("reprovision", "new-machine", "replace", "none")
     op = "create" if olds_m is None else "update"
     hooks = news_m.get("hooks") or {}
     pinned = news_m.get("host_key") or (
@@ -173,7 +185,7 @@ def _host(props: Mapping[str, Any], olds: Mapping[str, Any] | None, wkey: str, n
                     {**result, "host_key": host_key})
 
     check = None
-    if d is not None and d.action == "reprovision" and pinned and desired.policy.uses_ssh:
+    if reboots and pinned and desired.policy.uses_ssh:
         target = target_of(news_m, pinned)
 
         async def check_fn() -> Preflight:
@@ -236,9 +248,7 @@ class RolloutProvider(dyn.ResourceProvider):
         for wkey, name in machine_names(news):
             if changes:
                 break
-            news_m = machine_news(news, wkey, name)
-            olds_m = machine_olds(olds, name)
-            changes = olds_m is None or diff_props(olds_m, news_m, is_unknown).has_changes
+            changes = needs_work(machine_olds(olds, name), machine_news(news, wkey, name))
         return dyn.DiffResult(changes=changes, replaces=[], stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
@@ -288,7 +298,7 @@ def verdict_of(result: str | None, hosts: Mapping[str, Any], halt_reason: str | 
     from flatcar_infra.reprovision.plan import short
 
     lines = [f"the rollout {result or 'did not run'}" + (f": {halt_reason}" if halt_reason else "")]
-    for name, h in hosts.items():
+    for name, h in sorted(hosts.items(), key=lambda kv: (str((kv[1] or {}).get("wave")), kv[0])):
         h = h or {}
         line = f"  {name} ({h.get('wave')}): {h.get('result')}, runs {short(h.get('applied_hash'))}"
         if h.get("result") not in ("reprovisioned", "unchanged"):

@@ -289,6 +289,7 @@ class StepRecord:
     started: float  # time.monotonic()
     finished: float
     error: str | None = None
+    inputs: dict[str, Any] | None = None  # as Check returned them (what a preview diff shows)
 
 
 @dataclass
@@ -358,9 +359,10 @@ class _EngineMonitor(mocks.MockMonitor):
         self.halted = False
         self.steps: list[StepRecord] = []
 
-    def _record(self, urn: str, name: str, op: str, t0: float, error: str | None = None) -> None:
+    def _record(self, urn: str, name: str, op: str, t0: float, error: str | None = None,
+                inputs: dict[str, Any] | None = None) -> None:
         with self.lock:
-            self.steps.append(StepRecord(urn, name, op, t0, time.monotonic(), error))
+            self.steps.append(StepRecord(urn, name, op, t0, time.monotonic(), error, inputs))
             self.status[urn] = op
             self.done.setdefault(urn, threading.Event()).set()
 
@@ -438,7 +440,7 @@ class _EngineMonitor(mocks.MockMonitor):
         outputs.pop(PROVIDER_KEY, None)
         wrapped = {k: rpc.wrap_rpc_secret(v) if k in secret else v for k, v in outputs.items()}
         self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, step.state.id, wrapped)
-        self._record(urn, request.name, step.op, t0)
+        self._record(urn, request.name, step.op, t0, inputs=step.checked)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=step.state.id or "",
                                                      object=to_struct(wrapped))
 
