@@ -2,35 +2,52 @@
 
 The stack program reads its values with ``pulumi.Config`` and the CLI reads the stack file
 directly; both hand the raw mapping to ``parse_stack_config`` so a mistake earns the same message
-(``stacks/Pulumi.aws.yaml: flatcar-infra:machines[1].config: required``) on either path. Pure: no
-Pulumi import, no I/O except ``load_stack_file`` reading the one YAML file.
+(``stacks/Pulumi.aws.yaml: flatcar-infra:machines[1].config: required``) on either path. Each
+target's options come from its module (``flatcar_infra.targets``). No I/O except
+``load_stack_file`` reading the one YAML file and, for the SSH access a plan shows,
+``machine_access`` reading the key files the stack names.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import yaml
 
+from flatcar_infra import targets
+from flatcar_infra.access import Access, HostKey, authorized_keys
 from flatcar_infra.errors import UserError
 from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.secrets import SECRET_MARKER
+from flatcar_infra.targets import ItemSchema, Kind
 
 PROJECT: Final = "flatcar-infra"
 PREFIX: Final = PROJECT + ":"
 
-Target = Literal["local", "existing", "digitalocean", "aws"]
-TARGETS: Final[tuple[Target, ...]] = ("local", "existing", "digitalocean", "aws")
 CHANNELS: Final = ("stable", "beta", "alpha", "lts")
 
 # Machine names become Pulumi resource names, hostnames and bucket keys: keep them DNS-label-like.
 _NAME_RE: Final = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_TOP_KEYS: Final = ("target", "policy", "ssh", "digitalocean", "aws", "machines")
-_SSH_KEYS: Final = ("user", "private_key", "private_key_file", "public_key", "public_key_file")
+_SSH_KEYS: Final = (
+    "user",
+    "private_key",
+    "private_key_file",
+    "public_key",
+    "public_key_file",
+    "authorized_keys",
+)
 _MACHINE_KEYS: Final = ("name", "config", "files_dir", "variables", "snippets", "platform")
+_CIDR_OPTIONS: Final = ("ssh_cidrs",)
+
+
+def top_keys() -> tuple[str, ...]:
+    """The ``flatcar-infra:*`` keys: the common ones and one section per target."""
+    return ("target", "policy", "ssh", "machines", *targets.names())
 
 
 @dataclass(frozen=True)
@@ -44,47 +61,6 @@ class SecureValue:
 
     def __repr__(self) -> str:
         return "SecureValue(<secret>)"
-
-
-# Option schema per target: key → (expected type(s), description used in the error message).
-_Kind = Literal["str", "int", "bool", "str_list", "str_map", "list_of_maps", "str_or_int"]
-_TARGET_OPTIONS: Final[dict[str, dict[str, _Kind]]] = {
-    "digitalocean": {
-        "region": "str",
-        "size": "str",
-        "channel": "str",
-        "image": "str_or_int",  # an existing custom image id instead of uploading the channel's image
-        "ssh_keys": "str_list",  # ids or fingerprints of keys already in the account
-        "tags": "str_list",
-        "volumes": "list_of_maps",  # [{name, size_gb}]
-        "reserved_ip": "bool",
-        "spaces_bucket": "str",
-        "spaces_region": "str",
-        "vpc_uuid": "str",
-    },
-    "aws": {
-        "region": "str",
-        "instance_type": "str",
-        "channel": "str",
-        "architecture": "str",  # x86_64 | arm64
-        "ssh_cidrs": "str_list",
-        "bucket": "str",  # an existing bucket; default: one private bucket per stack
-        "volumes": "list_of_maps",  # [{device_name, size_gb, type}]
-        "elastic_ip": "bool",
-        "subnet_id": "str",
-        "vpc_id": "str",
-        "root_volume_size": "int",
-        "tags": "str_map",
-    },
-    "existing": {"host": "str", "port": "int", "user": "str", "host_key": "str"},
-    "local": {"local_name": "str"},
-}
-# Keys only meaningful at stack level (one bucket / one provider region per stack).
-_STACK_ONLY: Final = {"digitalocean": ("spaces_bucket", "spaces_region"), "aws": ("region", "bucket")}
-_VOLUME_KEYS: Final = {
-    "digitalocean": {"name": "str", "size_gb": "int"},
-    "aws": {"device_name": "str", "size_gb": "int", "type": "str"},
-}
 
 
 @dataclass(frozen=True)
@@ -105,7 +81,7 @@ class MachineSpec:
 class StackSpec:
     """A validated stack: which target, how to log in, what policy, which machines."""
 
-    target: Target
+    target: str
     policy: Mapping[str, Any]
     ssh: Mapping[str, Any]
     target_defaults: Mapping[str, Any]
@@ -162,7 +138,7 @@ class _Checker:
         assert isinstance(text, str)
         return text
 
-    def check(self, where: str, value: Any, kind: _Kind) -> Any:
+    def check(self, where: str, value: Any, kind: Kind) -> Any:
         if kind == "str":
             return self.plain_str(where, value)
         if kind == "str_or_int":
@@ -237,9 +213,9 @@ def _strip_prefix(raw: Mapping[str, Any], chk: _Checker) -> dict[str, Any]:
                 continue  # another provider's or project's config (aws:region, ...), not ours
         else:
             short = key
-        if short not in _TOP_KEYS:
+        if short not in top_keys():
             raise chk.fail(
-                short, "unknown key", advice="known keys: " + ", ".join(PREFIX + k for k in _TOP_KEYS)
+                short, "unknown key", advice="known keys: " + ", ".join(PREFIX + k for k in top_keys())
             )
         if short in out:
             raise chk.fail(short, "given twice (with and without the namespace)")
@@ -265,6 +241,13 @@ def _parse_ssh(chk: _Checker, raw: Any) -> dict[str, Any]:
     chk.known_keys("ssh", ssh, _SSH_KEYS)
     out: dict[str, Any] = {}
     for k, v in ssh.items():
+        if k == "authorized_keys":
+            keys = chk.check("ssh.authorized_keys", v, "str_list")
+            try:
+                out[k] = authorized_keys(keys, f"{PREFIX}ssh.authorized_keys")
+            except UserError as exc:
+                raise UserError(f"{chk.source}: {exc.message}", advice=exc.advice) from None
+            continue
         out[k] = chk.str_(f"ssh.{k}", v, allow_secure=(k == "private_key"))
     if "private_key" in out and "private_key_file" in out:
         raise chk.fail("ssh.private_key", "give either private_key or private_key_file, not both")
@@ -274,41 +257,62 @@ def _parse_ssh(chk: _Checker, raw: Any) -> dict[str, Any]:
 
 
 def _check_options(
-    chk: _Checker, where: str, target: str, opts: Mapping[str, Any], *, stack_level: bool
+    chk: _Checker, where: str, target: targets.Target, opts: Mapping[str, Any], *, stack_level: bool
 ) -> dict[str, Any]:
-    schema = _TARGET_OPTIONS[target]
-    allowed = [k for k in schema if stack_level or k not in _STACK_ONLY.get(target, ())]
+    schema = target.options
+    allowed = [k for k in schema if stack_level or k not in target.stack_only]
     out: dict[str, Any] = {}
     for k, v in opts.items():
         if k not in allowed:
             hint = (
-                f"{k} is set once per stack under {PREFIX}{target}"
+                f"{k} is set once per stack under {PREFIX}{target.name}"
                 if k in schema
                 else "known keys: " + ", ".join(allowed)
             )
-            raise chk.fail(f"{where}.{k}", f"not a {target} option here", advice=hint)
+            raise chk.fail(f"{where}.{k}", f"not a {target.name} option here", advice=hint)
         out[k] = chk.check(f"{where}.{k}", v, schema[k])
     if "channel" in out and out["channel"] not in CHANNELS:
         raise chk.fail(f"{where}.channel", f"must be one of {', '.join(CHANNELS)}, got {out['channel']!r}")
-    if target == "aws" and out.get("architecture", "x86_64") not in ("x86_64", "arm64"):
-        raise chk.fail(f"{where}.architecture", f"must be x86_64 or arm64, got {out['architecture']!r}")
-    if "volumes" in out:
-        vol_schema = _VOLUME_KEYS[target]
-        vols = []
-        for i, vol in enumerate(out["volumes"]):
-            vw = f"{where}.volumes[{i}]"
-            chk.known_keys(vw, vol, list(vol_schema))
-            for req in ("size_gb", "name" if target == "digitalocean" else "device_name"):
-                if req not in vol:
-                    raise chk.fail(f"{vw}.{req}", "required")
-            vols.append({k: chk.check(f"{vw}.{k}", v, vol_schema[k]) for k, v in vol.items()})  # type: ignore[arg-type]
-        out["volumes"] = tuple(vols)
-    if target == "existing" and "port" in out and not 0 < out["port"] < 65536:
-        raise chk.fail(f"{where}.port", f"must be a TCP port, got {out['port']}")
+    for k in _CIDR_OPTIONS:
+        if k in out:
+            _check_cidrs(chk, f"{where}.{k}", out[k])
+    for k, item in target.items.items():
+        if k in out:
+            out[k] = tuple(_check_item(chk, f"{where}.{k}[{i}]", k, e, item) for i, e in enumerate(out[k]))
     return out
 
 
-def _parse_machine(chk: _Checker, i: int, raw: Any, target: Target) -> MachineSpec:
+def _check_item(
+    chk: _Checker, where: str, option: str, entry: Mapping[str, Any], item: ItemSchema
+) -> dict[str, Any]:
+    chk.known_keys(where, entry, list(item.keys))
+    for req in item.required:
+        if req not in entry:
+            raise chk.fail(f"{where}.{req}", "required")
+    out = {k: chk.check(f"{where}.{k}", v, item.keys[k]) for k, v in entry.items()}
+    if option == "inbound":
+        _check_cidrs(chk, f"{where}.cidrs", out["cidrs"])
+        lo, _, hi = str(out["ports"]).partition("-")
+        if not (lo.isdigit() and (not hi or hi.isdigit()) and 0 < int(lo) <= int(hi or lo) < 65536):
+            raise chk.fail(
+                f"{where}.ports", f"must be a port or a range like 8000-8100, got {out['ports']!r}"
+            )
+        if out.get("protocol", "tcp") not in ("tcp", "udp"):
+            raise chk.fail(f"{where}.protocol", f"must be tcp or udp, got {out['protocol']!r}")
+    return out
+
+
+def _check_cidrs(chk: _Checker, where: str, cidrs: Sequence[str]) -> None:
+    if not cidrs:
+        raise chk.fail(where, "must not be empty: name the networks allowed (nothing is open by default)")
+    for i, c in enumerate(cidrs):
+        try:
+            ipaddress.ip_network(c, strict=True)
+        except ValueError as exc:
+            raise chk.fail(f"{where}[{i}]", f"{c!r} is not a network in CIDR notation ({exc})") from None
+
+
+def _parse_machine(chk: _Checker, i: int, raw: Any, target: targets.Target) -> MachineSpec:
     where = f"machines[{i}]"
     m = chk.mapping(where, raw)
     for req in ("name", "config"):
@@ -357,20 +361,24 @@ def parse_stack_config(mapping: Mapping[str, Any], source: str = "<stack config>
         raise UserError(f"{source}: config must be a mapping, got {_describe(mapping)}")
     raw = _strip_prefix(mapping, chk)
     if raw.get("target") in (None, ""):
-        raise chk.fail("target", "required", advice="one of " + ", ".join(TARGETS))
-    target = raw["target"]
-    if target not in TARGETS:
-        raise chk.fail("target", f"must be one of {', '.join(TARGETS)}, got {target!r}")
+        raise chk.fail("target", "required", advice="one of " + ", ".join(targets.names()))
+    if raw["target"] not in targets.names():
+        raise chk.fail("target", f"must be one of {', '.join(targets.names())}, got {raw['target']!r}")
+    target = targets.get(raw["target"])
     policy = _parse_policy(chk, raw.get("policy"))
     ssh = _parse_ssh(chk, raw.get("ssh"))
-    for other in ("digitalocean", "aws"):
-        if other != target and raw.get(other) is not None:
+    for other in targets.names():
+        if other != target.name and raw.get(other) is not None:
             raise chk.fail(
-                other, f"set, but the target is {target}", advice=f"remove it or set {PREFIX}target: {other}"
+                other,
+                f"set, but the target is {target.name}",
+                advice=f"remove it or set {PREFIX}target: {other}",
             )
     defaults: dict[str, Any] = {}
-    if target in ("digitalocean", "aws") and raw.get(target) is not None:
-        defaults = _check_options(chk, target, target, chk.mapping(target, raw[target]), stack_level=True)
+    if raw.get(target.name) is not None:
+        defaults = _check_options(
+            chk, target.name, target, chk.mapping(target.name, raw[target.name]), stack_level=True
+        )
     machines_raw = raw.get("machines")
     if machines_raw is None:
         raise chk.fail("machines", "required", advice="a list of machines, each with a name and a config")
@@ -386,32 +394,15 @@ def parse_stack_config(mapping: Mapping[str, Any], source: str = "<stack config>
             )
         seen[spec.name] = i
         machines.append(spec)
-    for i, spec in enumerate(machines):
-        if target == "existing" and "host" not in spec.options:
-            raise chk.fail(f"machines[{i}].host", "required for target existing")
-        if target == "aws" and not {**defaults, **spec.options}.get("ssh_cidrs"):
-            raise chk.fail(
-                f"machines[{i}].ssh_cidrs",
-                f"required (here or in {PREFIX}aws): the networks allowed to reach SSH",
-                advice='e.g. ssh_cidrs: ["198.51.100.0/24"]; the reprovisioner logs in over SSH',
-            )
-        if target == "digitalocean":
-            opts = {**defaults, **spec.options}
-            for req in ("region", "size"):
-                if req not in opts:
-                    raise chk.fail(f"machines[{i}].{req}", f"required (here or in {PREFIX}digitalocean)")
-    if target in ("aws", "digitalocean", "existing") and not (
-        "private_key" in ssh or "private_key_file" in ssh
-    ):
+    target.check(defaults, machines, chk.fail)
+    if target.needs_private_key and not ("private_key" in ssh or "private_key_file" in ssh):
         raise chk.fail(
             "ssh.private_key_file",
-            f"required for target {target} (or a secret ssh.private_key)",
+            f"required for target {target.name} (or a secret ssh.private_key)",
             advice="the reprovisioner logs in over SSH with this key",
         )
-    if target == "digitalocean" and "spaces_bucket" not in defaults:
-        raise chk.fail("digitalocean.spaces_bucket", "required: the Spaces bucket that hosts the configs")
     return StackSpec(
-        target=target,
+        target=target.name,
         policy=policy,
         ssh=ssh,
         target_defaults=defaults,
@@ -454,9 +445,10 @@ def machine_variables(machine: MachineSpec, ssh_public_key: Any) -> dict[str, An
     return {**base, **machine.variables}
 
 
-def read_ssh_public_key(spec: StackSpec, project_dir: str | Path) -> str | None:
-    """The public key line for ``ssh_public_key``, from the stack's ``ssh`` settings (or, for the
-    ``local`` target, the first machine's VM state); ``None`` when only an encrypted key is given."""
+def login_public_key(spec: StackSpec, machine: MachineSpec, project_dir: str | Path) -> str | None:
+    """The public key line the reprovisioner logs in to ``machine`` with: from the stack's ``ssh``
+    settings, else from its target (the local VM's key); ``None`` when only an encrypted key is
+    given."""
     import asyncssh
 
     ssh = spec.ssh
@@ -470,12 +462,8 @@ def read_ssh_public_key(spec: StackSpec, project_dir: str | Path) -> str | None:
             private = str(ssh["private_key"])
         elif "private_key_file" in ssh:
             private = resolve_path(project_dir, str(ssh["private_key_file"])).read_text(encoding="utf-8")
-        elif spec.target == "local" and spec.machines:
-            from flatcar_infra.testbed.local import load_machine
-
-            first = spec.machines[0]
-            vm = load_machine(str(spec.machine_options(first).get("local_name") or first.name))
-            private = Path(str(vm["identity_file"])).read_text(encoding="utf-8")
+        else:
+            return targets.get(spec.target).login_public_key(spec, machine, project_dir)
         if private is None:
             return None
         return asyncssh.import_private_key(private).export_public_key("openssh").decode().strip()
@@ -483,3 +471,25 @@ def read_ssh_public_key(spec: StackSpec, project_dir: str | Path) -> str | None:
         raise UserError(f"{spec.source}: {PREFIX}ssh: cannot read the SSH key: {exc}") from None
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise UserError(f"{spec.source}: {PREFIX}ssh: not a usable SSH key: {exc}") from None
+
+
+PLACEHOLDER_HOST_KEY: Final = HostKey(
+    "ed25519", SECRET_MARKER + "host-key", "ssh-ed25519 (generated at deploy time, kept in the stack state)"
+)
+"""Stands in for a host key generated at deploy time: a plan shows the files (as secret, and
+unchanged between two revisions) without knowing the key."""
+
+
+def machine_access(spec: StackSpec, machine: MachineSpec, login_key: str) -> Access:
+    """The SSH access a machine component merges into ``machine``'s config, as a plan computes it:
+    ``login_key`` (see ``login_public_key``) and ``ssh.authorized_keys`` for the SSH user, and a
+    placeholder for host keys its target generates at deploy time."""
+    ssh = spec.ssh
+    user = str(spec.machine_options(machine).get("user") or ssh.get("user") or "core")
+    others = tuple(ssh.get("authorized_keys", ()))
+    try:
+        keys = authorized_keys([login_key, *others], f"{PREFIX}ssh.authorized_keys")
+    except UserError:  # a placeholder for a login key this machine cannot read: kept as it is
+        keys = (login_key, *others)
+    host_keys = (PLACEHOLDER_HOST_KEY,) if targets.get(spec.target).delivers_host_keys else ()
+    return Access(user=user, authorized_keys=keys, host_keys=host_keys)

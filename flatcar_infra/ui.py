@@ -1,7 +1,8 @@
 """The one presentation layer for people: progress, diagnostics, tables. No scattered prints.
 
 Machine-readable output (Ignition JSON, ``--json``) goes to stdout through ``emit``; everything for
-people goes to stderr, colored only on a terminal.
+people goes to stderr, colored only on a terminal. ``rich`` is imported on the first message, not
+at start-up: a successful ``render`` prints none and should not pay for it.
 """
 
 from __future__ import annotations
@@ -10,13 +11,26 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.markup import escape
+from functools import cache
+from typing import TYPE_CHECKING
 
 from flatcar_infra.errors import Diagnostic
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def _err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def emit(data: str | bytes) -> None:
@@ -30,21 +44,21 @@ def emit(data: str | bytes) -> None:
 def diagnostics(diags: Iterable[Diagnostic]) -> None:
     for d in diags:
         style = "red" if d.is_error else "yellow"
-        err.print(f"[{style}]{escape(str(d))}[/{style}]")
+        _err().print(f"[{style}]{_escape(str(d))}[/{style}]")
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/bold red] {escape(message)}")
+    _err().print(f"[bold red]error:[/bold red] {_escape(message)}")
 
 
 def info(message: str) -> None:
-    err.print(escape(message))
+    _err().print(_escape(message))
 
 
 def progress(phase: str, message: str, elapsed: float | None = None) -> None:
     """One progress line: ``[phase  12.3s] message``."""
     stamp = f" {elapsed:6.1f}s" if elapsed is not None else ""
-    err.print(f"[cyan]\\[{escape(phase)}{stamp}][/cyan] {escape(message)}")
+    _err().print(f"[cyan]\\[{_escape(phase)}{stamp}][/cyan] {_escape(message)}")
 
 
 @contextmanager
@@ -64,5 +78,5 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     for h in headers:
         t.add_column(h, overflow="fold")
     for row in rows:
-        t.add_row(*(escape(c) for c in row))
-    err.print(t)
+        t.add_row(*(_escape(c) for c in row))
+    _err().print(t)

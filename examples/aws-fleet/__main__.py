@@ -1,14 +1,15 @@
 """A small Flatcar fleet on EC2: N instances, one private config bucket, one object per node.
 
-Every node reads ``s3://bucket/flatcar-infra/<stack>/<node>/config.ign`` with its own instance
+Every node reads ``s3://bucket/flatcar-infra/<project>/<stack>/<node>/config.ign`` with its own instance
 role (allowed ``s3:GetObject`` on that one object). Config changes roll out in place through each
-node's ``Reprovision`` resource; ``after`` hooks check the worker came back.
+node's ``Reprovision`` resource; ``after`` hooks check the worker came back. Each node's SSH host
+key is generated at deploy time and delivered in its (private) config, so the first connection
+is already pinned.
 """
 
 from pathlib import Path
 
 import pulumi
-import pulumi_aws as aws
 
 from flatcar_infra.components import (
     AwsConfigBucket,
@@ -26,7 +27,7 @@ size = cfg.get_int("size") or 3
 fleet = pulumi.get_stack()
 
 bucket = AwsConfigBucket("fleet-configs")
-key = aws.ec2.KeyPair("operator", public_key=cfg.require("sshPublicKey"))
+# No EC2 key pair: the config authorizes the key for core (rotating it is a reprovision).
 ssh = SshAccess(private_key=cfg.require_secret("sshPrivateKey"))
 policy = Policy(keep_paths=("/var/lib/app",), health_checks=("systemctl is-active worker.service",))
 
@@ -43,7 +44,6 @@ for i in range(size):
             instance_type=cfg.get("instanceType") or "t3.small",
             channel="stable",
             bucket=bucket.bucket,
-            key_name=key.key_name,
             tags={"fleet": fleet},
             hooks=Hooks(after="systemctl is-active worker.service"),
         ),

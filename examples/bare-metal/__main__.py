@@ -23,10 +23,8 @@ hostname = cfg.get("hostname") or "metal1"
 host = ExistingMachine(
     hostname,
     ExistingMachineArgs(
-        config=flatcar_config(
-            HERE / "host.bu",
-            variables={"hostname": hostname, "operator_key": cfg.require("sshPublicKey")},
-        ),
+        config=flatcar_config(HERE / "host.bu", variables={"hostname": hostname}),
+        # the config authorizes this key (and any authorized_keys) for core
         ssh=SshAccess(private_key=cfg.require_secret("sshPrivateKey")),
         policy=Policy(keep_paths=("/var/lib/app", "/var/lib/docker")),
         host=cfg.require("host"),

@@ -2,7 +2,9 @@
 
 The droplet's user-data is a pointer to a Spaces object; editing ``web.bu`` (or the greeting)
 updates the object, then the ``Reprovision`` resource resets the droplet in place, keeping
-``/var/lib/app``, its machine-id, SSH host keys and reserved IP.
+``/var/lib/app``, its machine-id, SSH host keys and reserved IP. The operator's SSH key is
+authorized by the config itself (no account key, so rotating it never replaces the droplet),
+and the droplet's firewall admits SSH from ``sshCidrs`` only.
 """
 
 from pathlib import Path
@@ -13,6 +15,7 @@ import pulumi_digitalocean as digitalocean
 from flatcar_infra.components import (
     DigitalOceanMachine,
     DigitalOceanMachineArgs,
+    InboundRule,
     Policy,
     SshAccess,
     flatcar_config,
@@ -21,11 +24,9 @@ from flatcar_infra.components import (
 HERE = Path(__file__).resolve().parent
 cfg = pulumi.Config()
 region = cfg.get("region") or "fra1"
-ssh_cidrs = cfg.get_object("sshCidrs") or ["0.0.0.0/0"]
 
 # The bucket itself is private; only the config object is public-read, at a random key.
 bucket = digitalocean.SpacesBucket("configs", region=region, acl="private", force_destroy=True)
-ssh_key = digitalocean.SshKey("operator", public_key=cfg.require("sshPublicKey"))
 
 web = DigitalOceanMachine(
     "web",
@@ -36,27 +37,12 @@ web = DigitalOceanMachine(
         region=region,
         size=cfg.get("size") or "s-1vcpu-1gb",
         spaces_bucket=bucket.name,
-        ssh_keys=[ssh_key.fingerprint],
+        # your network: required, SSH is never open to the world by default
+        ssh_cidrs=cfg.require_object("sshCidrs"),
+        inbound=[InboundRule(ports=80, cidrs=["0.0.0.0/0", "::/0"])],
         tags=["flatcar-infra-example"],
         reserved_ip=True,
     ),
-)
-
-digitalocean.Firewall(
-    "web",
-    droplet_ids=[web.droplet.id.apply(int)],
-    inbound_rules=[
-        digitalocean.FirewallInboundRuleArgs(protocol="tcp", port_range="22", source_addresses=ssh_cidrs),
-        digitalocean.FirewallInboundRuleArgs(
-            protocol="tcp", port_range="80", source_addresses=["0.0.0.0/0", "::/0"]
-        ),
-    ],
-    outbound_rules=[
-        digitalocean.FirewallOutboundRuleArgs(
-            protocol=proto, port_range="1-65535", destination_addresses=["0.0.0.0/0", "::/0"]
-        )
-        for proto in ("tcp", "udp")
-    ],
 )
 
 pulumi.export("url", web.public_ip.apply(lambda ip: f"http://{ip}/"))

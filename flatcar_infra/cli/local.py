@@ -17,7 +17,7 @@ from typing import Any
 
 from flatcar_infra import ui
 from flatcar_infra.cli.options import parse_vars
-from flatcar_infra.compiler.api import CompiledConfig, compile_config, compile_file
+from flatcar_infra.compiler.api import compile_file
 
 
 def register(subparsers: Any) -> None:
@@ -53,26 +53,18 @@ def _progress(phase: str, message: str) -> None:
     ui.progress(phase, message)
 
 
-def login_config(compiled: CompiledConfig, public_key: str) -> CompiledConfig:
-    """The user's config plus the machine's login key for ``core``, stamped (the host then holds
-    the delivered config's hash in /etc/flatcar-infra/config-hash)."""
-    from flatcar_infra.testbed.machines import with_core_key
-
-    doc = with_core_key(compiled.ignition, public_key)
-    return compile_config(json.dumps(doc), filename="<local config + login key>", stamp_config=True)
-
-
 def run_up(args: argparse.Namespace) -> int:
-    from flatcar_infra.testbed import local
+    # The test bed is reached only through the local target (flatcar_infra.targets.local).
+    from flatcar_infra.targets import local
 
-    name = local.check_name(args.name)
+    name = local.vm_name(args.name)
     compiled = compile_file(args.config, files_dir=args.files_dir, variables=parse_vars(args.var))
     for warning in compiled.warnings:
         ui.diagnostics([warning])
-    key = local.machine_key(name)
-    config = login_config(compiled, key.public_line)
-    result = local.up(name, config, image=Path(args.image) if args.image else None,
-                      progress=_progress, timeout=args.timeout)
+    # the login key for core, merged the way the stack's machine components merge it
+    config = local.login_config(compiled, local.vm_login_key(name))
+    result = local.vm_up(name, config, image=Path(args.image) if args.image else None,
+                         progress=_progress, timeout=args.timeout)
     if not result.created:
         if result.config_changed:
             ui.info(f"{name} is running; its config changed and was uploaded to "
@@ -80,35 +72,35 @@ def run_up(args: argparse.Namespace) -> int:
                     "(the machine still runs the old one)")
         else:
             ui.info(f"{name} is already running with this config")
-    ui.emit(json.dumps(local.public_view(result.machine), sort_keys=True) + "\n")
+    ui.emit(json.dumps(local.vm_view(result.machine), sort_keys=True) + "\n")
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from flatcar_infra.testbed import local
+    from flatcar_infra.targets import local
 
-    for machine in local.list_machines():
-        view = {**local.public_view(machine), "running": machine["running"]}
+    for machine in local.vm_list():
+        view = {**local.vm_view(machine), "running": machine["running"]}
         ui.emit(json.dumps(view, sort_keys=True) + "\n")
     return 0
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from flatcar_infra.testbed import local
+    from flatcar_infra.targets import local
 
     if args.all:
-        for machine in local.list_machines():
-            local.down(machine["name"], _progress)
+        for machine in local.vm_list():
+            local.vm_down(machine["name"], _progress)
         if local.stop_bucket_server():
             ui.progress("bucket", "local bucket server stopped")
         return 0
-    if not local.down(local.check_name(args.name), _progress):
+    if not local.vm_down(local.vm_name(args.name), _progress):
         ui.info(f"no local machine named {args.name!r}")
     return 0
 
 
 def run_image(args: argparse.Namespace) -> int:
-    from flatcar_infra.testbed.image import build_image
+    from flatcar_infra.targets import local
 
-    ui.emit(f"{build_image(_progress, force=args.force)}\n")
+    ui.emit(f"{local.build_image(_progress, force=args.force)}\n")
     return 0

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
+import stat
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flatcar_infra import ui
 from flatcar_infra.cli.options import parse_vars
-from flatcar_infra.compiler.api import CompiledConfig, compile_config
+from flatcar_infra.compiler.api import CompiledConfig, compile_config, read_config_file
 from flatcar_infra.errors import ConfigError, Diagnostic, Severity, UsageError, UserError
 
 
@@ -72,21 +70,26 @@ def register(subparsers: Any) -> None:
 
 
 def _read(path: str) -> tuple[str, str]:
-    """(display name, text) of an input file or stdin."""
-    import sys
+    """(display name, text) of an input file or stdin, within the source size limit."""
+    if path == "-":
+        import sys
 
-    try:
-        if path == "-":
-            return "<stdin>", sys.stdin.read()
-        return path, Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([Diagnostic(path, 0, 0, Severity.ERROR, f"cannot read: {reason}", "$")]) from None
+        from flatcar_infra.compiler.yamlsrc import decode_source
+        from flatcar_infra.limits import LIMITS, human
+
+        data = sys.stdin.buffer.read(LIMITS.source_bytes + 1)
+        if len(data) > LIMITS.source_bytes:
+            too_big = f"cannot read: over the limit of {human(LIMITS.source_bytes)}"
+            raise ConfigError([Diagnostic("<stdin>", 0, 0, Severity.ERROR, too_big, "$")])
+        return "<stdin>", decode_source(data, "<stdin>")
+    return path, read_config_file(path)
 
 
 def _variables(args: argparse.Namespace) -> dict[str, Any] | None:
     variables: dict[str, Any] | None = None
     if args.vars_file:
+        import yaml
+
         name, text = _read(args.vars_file)
         try:
             loaded = yaml.safe_load(text)
@@ -152,6 +155,22 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` all at once: a temporary file in the same directory, renamed over it. Only a
+    regular file (or nothing) is replaced: a symlink, FIFO, device or directory there is refused,
+    never written through. A new file gets the umask's mode, an existing one keeps its mode."""
+    import tempfile
+
+    try:
+        st: os.stat_result | None = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in _SPECIAL if test(st.st_mode)), "not a regular file")
+        raise UserError(f"cannot write {path}: it is {what}; refusing to replace it",
+                        advice="give -o the path of a regular file (or a new one)")
+    mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
@@ -160,11 +179,22 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp, 0o644)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_SPECIAL = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
 
 def run_validate(args: argparse.Namespace) -> int:

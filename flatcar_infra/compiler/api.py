@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from flatcar_infra.canonical import canonical_bytes, config_hash, pretty_bytes
 from flatcar_infra.errors import ConfigError, Diagnostic, Severity
+from flatcar_infra.limits import LIMITS, LimitExceeded, human, read_text_input
 
 SourceKind = Literal["butane", "clc", "ignition"]
 
@@ -110,22 +111,30 @@ def compile_config(
     Raises ``ConfigError`` carrying every diagnostic; warnings are fatal when ``strict``.
     """
     from flatcar_infra.compiler.pipeline import translate
+    from flatcar_infra.compiler.yamlsrc import decode_source
 
-    text = source.decode("utf-8") if isinstance(source, bytes) else source
-    result = translate(
-        text,
-        filename=filename,
-        files_dir=Path(files_dir) if files_dir is not None else None,
-        variables=variables,
-        template=template,
-        snippets=[(n, s.decode("utf-8") if isinstance(s, bytes) else s) for n, s in snippets],
-        platform=platform,
-    )
+    text = decode_source(source, filename) if isinstance(source, bytes) else source
+    try:
+        result = translate(
+            text,
+            filename=filename,
+            files_dir=Path(files_dir) if files_dir is not None else None,
+            variables=variables,
+            template=template,
+            snippets=[(n, decode_source(s, n) if isinstance(s, bytes) else s) for n, s in snippets],
+            platform=platform,
+        )
+    except MemoryError:  # the limits (flatcar_infra.limits) should make this unreachable
+        raise ConfigError([Diagnostic(filename, 1, 1, Severity.ERROR, "config needs more memory than "
+                                      "this machine has", "$")]) from None
     diags = sorted(result.diagnostics)
     fatal = [d for d in diags if d.is_error or (strict and d.severity is Severity.WARNING)]
     if fatal or result.document is None:
         raise ConfigError(diags)
     body = canonical_bytes(result.document)
+    if len(body) > LIMITS.output_bytes:
+        too_big = f"compiled config is {len(body)} bytes, over the limit of {human(LIMITS.output_bytes)}"
+        raise ConfigError([Diagnostic(filename, 1, 1, Severity.ERROR, too_big, "$")])
     identity = config_hash(body)
     if stamp_config:
         body = canonical_bytes(stamp(result.document, identity))
@@ -137,6 +146,22 @@ def compile_config(
         stamped=stamp_config,
         warnings=tuple(d for d in diags if not d.is_error),
     )
+
+
+def read_config_file(path: str | Path, display: str | None = None) -> str:
+    """A config file's text, within the source size limit; a ``ConfigError`` naming the file (and
+    the line of a byte that is not UTF-8) when it cannot be read."""
+    name = display or str(path)
+    try:
+        data = read_text_input(path)
+    except LimitExceeded as exc:
+        raise ConfigError([Diagnostic(name, 0, 0, Severity.ERROR, f"cannot read: {exc}", "$")]) from None
+    except OSError as exc:
+        raise ConfigError([Diagnostic(name, 0, 0, Severity.ERROR, f"cannot read: {exc.strerror or exc}",
+                                      "$")]) from None
+    from flatcar_infra.compiler.yamlsrc import decode_source
+
+    return decode_source(data, name)
 
 
 def compile_file(
@@ -152,12 +177,8 @@ def compile_file(
 ) -> CompiledConfig:
     """``compile_config`` on a file; ``files_dir`` defaults to the file's own directory."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-        snips = [(str(s), Path(s).read_text(encoding="utf-8")) for s in snippets]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Diagnostic(str(getattr(exc, "filename", p) or p), 0, 0, Severity.ERROR,
-                                      f"cannot read: {exc}", "$")]) from None
+    text = read_config_file(p)
+    snips = [(str(s), read_config_file(s)) for s in snippets]
     return compile_config(
         text,
         filename=str(p),

@@ -1,13 +1,20 @@
-"""Butane ``variant: flatcar`` (1.0.0 → Ignition 3.3.0, 1.1.0 → 3.4.0) to Ignition, like coreos/butane.
+"""Butane ``variant: flatcar`` to Ignition, deciding what coreos/butane decides.
 
-Both spec versions are one shared translation driven by a table of fields (``butane_spec``); each
-field names the spec version that introduced it, so a newer field in an older config is an error,
-and a key that no version knows is a warning. Sugar is handled by small hooks: ``inline``/``local``
-contents become ``data:`` URLs, ``contents_local``/``ssh_authorized_keys_local`` read files,
-``trees`` expand a local directory, ``with_mount_unit`` generates a unit.
+Every version is one shared, table-driven translation (``butane_spec``); the version registry
+(``versions``) says which Ignition spec a version emits, which fields it added and which it
+forbids. Sugar is handled by small hooks: ``inline``/``local`` contents become ``data:`` URLs,
+``contents_local``/``ssh_authorized_keys_local`` read files, ``trees`` expand a local directory,
+``with_mount_unit`` generates a unit.
 
-Every output JSON path is recorded with the source position that produced it (``Translated.marks``)
-so that validation of the *output* can still point at the user's YAML line.
+Butane's own checks happen here, on the source, at the paths Butane reports them: only one of
+``source``/``inline``/``local``, the mount-unit requirements, the decimal-mode heuristic, forbidden
+fields, local files. Ignition's checks run later on the output (``validate``) and are reported at
+the source through the translation set this module records (``Translated.origins``).
+
+YAML scalars are typed by the field, as Butane's YAML library (go-yaml v3) types them: a boolean
+field takes ``true``/``false`` in three spellings and the YAML 1.1 ``yes``/``no``/``on``/``off``
+family; an integer field takes decimal, ``0o``/``0x``/``0b`` and YAML 1.1 ``0644`` octal; a string
+field takes any scalar's text.
 """
 
 from __future__ import annotations
@@ -29,12 +36,19 @@ from flatcar_infra.compiler.butane_spec import (
     STRLIST,
     ListOf,
     Obj,
-    parse_version,
 )
 from flatcar_infra.compiler.dataurl import data_url
-from flatcar_infra.compiler.translated import Translated
+from flatcar_infra.compiler.translated import Origin, Translated
 from flatcar_infra.compiler.units import mount_unit
+from flatcar_infra.compiler.versions import (
+    BUTANE_VERSIONS,
+    ButaneVersion,
+    available,
+    describe_butane_versions,
+    since,
+)
 from flatcar_infra.compiler.yamlsrc import (
+    BINARY_TAG,
     Mark,
     SourceDoc,
     TypeMismatch,
@@ -42,32 +56,67 @@ from flatcar_infra.compiler.yamlsrc import (
     YNode,
     YScalar,
     YSeq,
-    as_bool,
     as_bytes,
-    as_int,
     as_str,
     describe,
-    is_decimal_literal,
 )
 from flatcar_infra.errors import Diagnostic, Severity
-
-# Butane flatcar version → Ignition spec version it emits.
-IGNITION_FOR = {"1.0.0": "3.3.0", "1.1.0": "3.4.0"}
+from flatcar_infra.limits import LimitExceeded, LocalFiles
 
 _MISSING: Any = object()
+_TRUE = frozenset({"true", "True", "TRUE", "y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})
+_FALSE = frozenset({"false", "False", "FALSE", "n", "N", "no", "No", "NO", "off", "Off", "OFF"})
+_GO_INT = re.compile(r"^[-+]?(0[bB][01]+|0[oO]?[0-7]+|0[xX][0-9a-fA-F]+|[1-9][0-9]*|0)$")
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def butane_bool(node: YNode) -> bool:
+    """A boolean field as go-yaml v3 decodes it (YAML 1.1 ``yes``/``on`` included, even quoted)."""
+    if isinstance(node, YScalar) and node.tag != BINARY_TAG:
+        if node.value in _TRUE:
+            return True
+        if node.value in _FALSE:
+            return False
+    raise TypeMismatch(f"expected a boolean (true/false), found {describe(node)}")
+
+
+def butane_int(node: YNode) -> int:
+    """An integer field as go-yaml v3 decodes it: ``644``, ``0644`` (octal), ``0o644``, ``0x1a4``,
+    ``0b1``, with ``_`` separators; a quoted number is a string, not an integer."""
+    if isinstance(node, YScalar) and (node.plain or node.tag == _INT_TAG):
+        text = node.value.replace("_", "")
+        if _GO_INT.match(text):
+            sign = -1 if text.startswith("-") else 1
+            digits = text.lstrip("+-")
+            low = digits.lower()
+            if low.startswith("0x"):
+                value = int(digits[2:], 16)
+            elif low.startswith("0b"):
+                value = int(digits[2:], 2)
+            elif low.startswith("0o"):
+                value = int(digits[2:], 8)
+            elif len(digits) > 1 and digits.startswith("0"):
+                value = int(digits[1:], 8)
+            else:
+                value = int(digits)
+            value *= sign
+            if not -(2**63) <= value < 2**63:
+                raise TypeMismatch(f"{node.value} does not fit in a 64-bit integer")
+            return value
+    raise TypeMismatch(f"expected an integer, found {describe(node)}")
 
 
 class _Ctx:
-    """State of one translation: where diagnostics and marks go, and how to read local files."""
+    """State of one translation: where diagnostics and origins go, and how to read local files."""
 
-    def __init__(self, filename: str, version: str, files_dir: Path | None) -> None:
+    def __init__(self, filename: str, version: ButaneVersion, files_dir: Path | None) -> None:
         self.filename = filename
         self.version = version
-        self.version_key = parse_version(version)
         self.files_dir = files_dir
+        self.local = LocalFiles()
         self._files_root: Path | None = None
         self.diags: list[Diagnostic] = []
-        self.marks: dict[str, Mark] = {}
+        self.origins: dict[str, Origin] = {}
         self.mounts: list[tuple[dict[str, Any], YNode, str]] = []
         self.luks_tang: set[str] = set()
 
@@ -80,29 +129,36 @@ class _Ctx:
     def warn(self, where: Mark, message: str, path: str) -> None:
         self.report(Severity.WARNING, where, message, path)
 
+    def origin(self, opath: str, ipath: str, where: Mark) -> None:
+        self.origins[opath] = Origin(ipath, where)
+
     def files_root(self, where: Mark, path: str) -> Path | None:
         if self.files_dir is None:
             self.error(
-                where, "a local file is referenced but no files directory was given (use --files-dir)", path
+                where,
+                "local file paths are relative to a files directory that must be specified "
+                "with -d/--files-dir",
+                path,
             )
             return None
         if self._files_root is None:
             self._files_root = self.files_dir.resolve()
         return self._files_root
 
-    def local_path(self, node: YNode, ipath: str) -> Path | None:
+    def local_path(self, node: YNode, ipath: str, where: Mark | None = None) -> Path | None:
         """Resolve a ``local`` reference inside the files directory (symlinks too), or report why not."""
+        at = where or node.mark
         try:
             rel = as_str(node)
-        except TypeMismatch as exc:
+        except (TypeMismatch, UnicodeDecodeError) as exc:
             self.error(node.mark, str(exc), ipath)
             return None
-        root = self.files_root(node.mark, ipath)
+        root = self.files_root(at, ipath)
         if root is None:
             return None
         target = (root / rel.lstrip("/")).resolve()
         if target != root and not target.is_relative_to(root):
-            self.error(node.mark, f"local path {rel!r} is outside the files directory", ipath)
+            self.error(at, f"local file path {rel!r} traverses outside the files directory", ipath)
             return None
         return target
 
@@ -110,15 +166,13 @@ class _Ctx:
         target = self.local_path(node, ipath)
         if target is None:
             return None
+        name = as_str(node)
         try:
-            if not target.is_file():  # a directory, FIFO or device: never block on reading it
-                what = "a directory" if target.is_dir() else "not a regular file"
-                if target.exists():
-                    self.error(node.mark, f"local path {as_str(node)!r} is {what}", ipath)
-                    return None
-            return target.read_bytes()
+            return self.local.read(target)  # a directory, FIFO or device is refused, never blocks
+        except LimitExceeded as exc:
+            self.error(node.mark, f"local file {name!r} is {exc}", ipath)
         except OSError as exc:
-            self.error(node.mark, f"cannot read local file {as_str(node)!r}: {exc.strerror}", ipath)
+            self.error(node.mark, f"cannot read local file {name!r}: {exc.strerror}", ipath)
         return None
 
 
@@ -134,8 +188,8 @@ def translate_butane(doc: SourceDoc, *, files_dir: Path | None) -> Translated:
         )
         return out
     variant = _header(root, "variant", fname, out.diagnostics)
-    version = _header(root, "version", fname, out.diagnostics)
-    if variant is None or version is None:
+    version_text = _header(root, "version", fname, out.diagnostics)
+    if variant is None or version_text is None:
         return out
     if variant != "flatcar":
         _at(
@@ -143,25 +197,27 @@ def translate_butane(doc: SourceDoc, *, files_dir: Path | None) -> Translated:
             fname,
             root,
             "variant",
-            f"unsupported variant {variant!r}: this compiler handles "
-            "'variant: flatcar' (versions 1.0.0 and 1.1.0)",
+            f"unsupported variant {variant!r}: this compiler handles 'variant: flatcar' "
+            f"(versions {describe_butane_versions()})",
         )
         return out
-    if version not in IGNITION_FOR:
+    version = BUTANE_VERSIONS.get(version_text)
+    if version is None:
         _at(
             out,
             fname,
             root,
             "version",
-            f"unsupported flatcar version {version!r}: use 1.0.0 (Ignition 3.3.0) or 1.1.0 (Ignition 3.4.0)",
+            f"No translator exists for variant flatcar with version {version_text}: use "
+            f"{describe_butane_versions()}",
         )
         return out
     ctx = _Ctx(fname, version, files_dir)
-    body = _obj(ctx, root, ROOT, "$", "$")
+    body = _obj(ctx, root, ROOT, "$", "$", "")
     document: dict[str, Any] = {}
     ignition = body.get("ignition", {})
-    ignition["version"] = IGNITION_FOR[version]
-    ctx.marks["$.ignition.version"] = root.items["version"].mark
+    ignition["version"] = version.ignition
+    ctx.origin("$.ignition.version", "$.version", root.items["version"].mark)
     document["ignition"] = ignition
     for key in ("storage", "systemd", "passwd", "kernelArguments"):
         if key in body:
@@ -174,7 +230,7 @@ def translate_butane(doc: SourceDoc, *, files_dir: Path | None) -> Translated:
     _prune(document)
     out.document = document
     out.diagnostics.extend(ctx.diags)
-    out.marks = ctx.marks
+    out.origins = ctx.origins
     return out
 
 
@@ -187,15 +243,15 @@ def _header(root: YMap, key: str, fname: str, diags: list[Diagnostic]) -> str | 
                 root.mark.line,
                 root.mark.col,
                 Severity.ERROR,
-                f"missing {key!r} (a flatcar config starts with 'variant: flatcar' "
-                "and 'version: 1.0.0' or '1.1.0')",
+                f"missing {key!r} (a flatcar config starts with 'variant: flatcar' and 'version: "
+                f"{next(iter(BUTANE_VERSIONS))}')",
                 f"$.{key}",
             )
         )
         return None
     try:
         return as_str(node)
-    except TypeMismatch as exc:
+    except (TypeMismatch, UnicodeDecodeError) as exc:
         diags.append(Diagnostic(fname, node.mark.line, node.mark.col, Severity.ERROR, str(exc), f"$.{key}"))
         return None
 
@@ -208,7 +264,8 @@ def _at(out: Translated, fname: str, root: YMap, key: str, message: str) -> None
 # --- the generic, table-driven walk ----------------------------------------------------------
 
 
-def _obj(ctx: _Ctx, node: YNode, spec: Obj, ipath: str, opath: str) -> dict[str, Any]:
+def _obj(ctx: _Ctx, node: YNode, spec: Obj, ipath: str, opath: str, spath: str) -> dict[str, Any]:
+    """``spath``: the field path without list indices (``storage.luks``), as the registry names it."""
     if not isinstance(node, YMap):
         ctx.error(node.mark, f"expected a mapping, found {describe(node)}", ipath)
         return {}
@@ -216,42 +273,57 @@ def _obj(ctx: _Ctx, node: YNode, spec: Obj, ipath: str, opath: str) -> dict[str,
     for key, child in node.items.items():
         kpath = f"{ipath}.{key}"
         field = spec.fields.get(key)
+        fpath = f"{spath}.{key}" if spath else key
         if field is None:
             hint = spec.hints.get(key)
             if hint is not None:
                 ctx.error(node.keys[key], hint, kpath)
             else:
-                ctx.warn(node.keys[key], f"unknown key {key!r}", kpath)
+                ctx.warn(
+                    node.keys[key], f"unused key {key!r} (not part of flatcar {ctx.version.version})", kpath
+                )
             continue
-        if field.since_key > ctx.version_key:
+        if not available(fpath, ctx.version):
+            first = since(fpath)
             ctx.error(
                 node.keys[key],
-                f"{key!r} is not supported in flatcar {ctx.version}; it needs version {field.since} or newer",
+                f"{key!r} is not supported in flatcar {ctx.version.version}; it needs version "
+                f"{first.version if first else '?'} or newer",
                 kpath,
             )
             continue
         if field.type is CUSTOM:
             continue
-        value = _value(ctx, field.type, child, kpath, f"{opath}.{field.out or '~' + key}")
-        if value is not _MISSING and field.out is not None:
-            out[field.out] = value
-    ctx.marks[opath] = node.mark
+        value = _value(ctx, field.type, child, kpath, f"{opath}.{field.out or '~' + key}", fpath)
+        if value is _MISSING or field.out is None:
+            continue
+        forbidden = ctx.version.forbidden.get(fpath)
+        if forbidden is not None and not _is_zero(value):
+            ctx.error(node.keys[key], forbidden, kpath)
+            continue
+        out[field.out] = value
+    ctx.origin(opath, ipath, node.mark)
     if spec.hook is not None:
         _HOOKS[spec.hook](ctx, node, out, ipath, opath)
     return out
 
 
-def _value(ctx: _Ctx, ftype: Any, node: YNode, ipath: str, opath: str) -> Any:
+def _is_zero(value: Any) -> bool:
+    """Go's ``IsZero`` on what the field decoded to: only an empty object is unset."""
+    return isinstance(value, dict) and not value
+
+
+def _value(ctx: _Ctx, ftype: Any, node: YNode, ipath: str, opath: str, spath: str) -> Any:
     if isinstance(node, YScalar) and node.is_null:
         return _MISSING
-    ctx.marks[opath] = node.mark
+    ctx.origin(opath, ipath, node.mark)
     try:
         if ftype is STR:
             return as_str(node)
         if ftype is BOOL:
-            return as_bool(node)
+            return butane_bool(node)
         if ftype is INT:
-            return as_int(node)
+            return butane_int(node)
         if ftype is MODE:
             return _mode(ctx, node, ipath)
         if ftype is STRLIST:
@@ -259,48 +331,96 @@ def _value(ctx: _Ctx, ftype: Any, node: YNode, ipath: str, opath: str) -> Any:
                 raise TypeMismatch(f"expected a list of strings, found {describe(node)}")
             items = []
             for i, item in enumerate(node.items):
-                ctx.marks[f"{opath}.{i}"] = item.mark
+                ctx.origin(f"{opath}.{i}", f"{ipath}.{i}", item.mark)
                 items.append(as_str(item))
             return items
         if isinstance(ftype, Obj):
-            return _obj(ctx, node, ftype, ipath, opath)
+            return _obj(ctx, node, ftype, ipath, opath, spath)
         if isinstance(ftype, ListOf):
             if not isinstance(node, YSeq):
                 raise TypeMismatch(f"expected a list, found {describe(node)}")
             return [
-                _obj(ctx, item, ftype.item, f"{ipath}.{i}", f"{opath}.{i}")
+                _obj(ctx, item, ftype.item, f"{ipath}.{i}", f"{opath}.{i}", spath)
                 for i, item in enumerate(node.items)
             ]
-    except TypeMismatch as exc:
-        ctx.error(node.mark, str(exc), ipath)
+    except (TypeMismatch, UnicodeDecodeError) as exc:
+        ctx.error(
+            node.mark, str(exc) if isinstance(exc, TypeMismatch) else "!!binary data is not UTF-8", ipath
+        )
         return _MISSING
     raise AssertionError(f"unknown field type {ftype!r}")  # pragma: no cover - table bug
 
 
 def _mode(ctx: _Ctx, node: YNode, ipath: str) -> int:
-    value = as_int(node)
-    if is_decimal_literal(node) and set(str(value)) <= set("01234567") and value > 7:
+    value = butane_int(node)
+    directory = ".directories." in ipath
+    octal = decimal_mode_as_octal(value)
+    if octal is not None and not typical_mode(value, directory) and typical_mode(octal, directory):
         ctx.warn(
             node.mark,
-            f"mode {value} is decimal (= 0{value:o}); did you mean 0{value}? "
-            "Write modes in octal with a leading 0",
+            f"mode {value} is decimal (= 0{value:o}); did you mean 0{value}? It is an unreasonable "
+            "mode that would be reasonable in octal: write modes with a leading zero",
             ipath,
         )
     return value
 
 
+def decimal_mode_as_octal(mode: int) -> int | None:
+    """``755`` read as the octal it was probably meant to be (``0o755``); ``None`` if it cannot be."""
+    if not 0 <= mode <= 7777:
+        return None
+    digits = f"{mode:04d}"
+    if any(d > "7" for d in digits):
+        return None
+    return int(digits, 8)
+
+
+def typical_mode(mode: int, directory: bool) -> bool:
+    """Butane's ``isTypicalMode``: a mode a person plausibly means (readable by someone, no odd
+    permission holes, executable directories, no setuid directory or sticky file, ...)."""
+    if mode == 0:
+        return True
+    had_r = had_w = had_x = False
+    for perm in (mode & 0o7, (mode >> 3) & 0o7, (mode >> 6) & 0o7):  # other, group, user
+        r, w, x = bool(perm & 4), bool(perm & 2), bool(perm & 1)
+        if (not r and had_r) or (not w and had_w) or (not x and had_x):
+            return False
+        if x and had_r and not had_x:
+            return False
+        if (w or x) and not r:
+            return False
+        had_r, had_w, had_x = had_r or r, had_w or w, had_x or x
+    if not had_r:
+        return False
+    if directory:
+        if not had_x or mode & 0o4000:
+            return False
+        if mode & 0o3000 and not had_w:
+            return False
+    else:
+        if mode & 0o6000 and (not had_x or mode & 0o2):
+            return False
+        if mode & 0o1000:
+            return False
+    return True
+
+
 # --- hooks: the sugar Butane adds on top of Ignition -------------------------------------------
 
 
-def _is_null(node: YNode) -> bool:
-    return isinstance(node, YScalar) and node.is_null
+def _is_null(node: YNode | None) -> bool:
+    return node is None or (isinstance(node, YScalar) and node.is_null)
 
 
 def _resource(ctx: _Ctx, node: YMap, out: dict[str, Any], ipath: str, opath: str) -> None:
-    given = [k for k in ("source", "inline", "local") if k in node.items and not _is_null(node.items[k])]
+    given = [k for k in ("local", "inline", "source") if not _is_null(node.items.get(k))]
     if len(given) > 1:
+        # Butane reports at the last of local, inline, source that is set
+        key = given[-1]
         ctx.error(
-            node.mark, f"only one of source, inline and local may be given (found {', '.join(given)})", ipath
+            node.items[key].mark,
+            f"only one of the following can be set: inline, local, source (found {', '.join(sorted(given))})",
+            f"{ipath}.{key}",
         )
         return
     if not given or given[0] == "source":
@@ -318,55 +438,72 @@ def _resource(ctx: _Ctx, node: YMap, out: dict[str, Any], ipath: str, opath: str
         data = ctx.read_local(src, f"{ipath}.local")
         if data is None:
             return
-    if ipath.startswith("$.ignition.config"):
-        _check_embedded_config(ctx, src, data, f"{ipath}.{key}")
+    if ipath.startswith("$.ignition.config") and not _check_embedded_config(ctx, src, data, ipath, key):
+        return
     if out.get("compression"):
         url, _ = data_url(data, allow_compression=False)
     else:
         # An explicit "" (as Butane writes) keeps a merged child from inheriting a parent's gzip.
         url, compression = data_url(data, allow_compression=True)
         out["compression"] = compression or ""
-        ctx.marks[f"{opath}.compression"] = src.mark
+        ctx.origin(f"{opath}.compression", f"{ipath}.{key}", src.mark)
     out["source"] = url
-    ctx.marks[f"{opath}.source"] = src.mark
+    ctx.origin(f"{opath}.source", f"{ipath}.{key}", src.mark)
 
 
-def _check_embedded_config(ctx: _Ctx, src: YNode, data: bytes, ipath: str) -> None:
-    """An inline/local merged or replacing config is ours to check (Butane does too)."""
+def _check_embedded_config(ctx: _Ctx, src: YNode, data: bytes, ipath: str, key: str) -> bool:
+    """An inline/local merged or replacing config is checked as Butane does: against this
+    version's own Ignition spec; another version is only a warning (it is not validated)."""
+    from flatcar_infra.compiler.validate import check_document
+
     try:
         doc = json.loads(data)
     except ValueError as exc:
-        ctx.error(src.mark, f"embedded Ignition config is not valid JSON: {exc}", ipath)
-        return
-    from flatcar_infra.compiler.validate import validate_document
-
-    for d in validate_document(doc, filename=ctx.filename):
-        if d.is_error:
-            ctx.error(src.mark, f"embedded Ignition config: {d.message} [{d.path}]", ipath)
+        ctx.error(
+            src.mark, f"config is not valid: embedded Ignition config does not parse: {exc}", f"{ipath}.{key}"
+        )
+        return False
+    version = doc.get("ignition", {}).get("version") if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and isinstance(doc.get("ignition"), dict) and version != ctx.version.ignition:
+        ctx.warn(
+            src.mark,
+            f"skipping validation for the merge/replace ignition config due to an unknown version "
+            f"{version!r} (flatcar {ctx.version.version} validates Ignition {ctx.version.ignition})",
+            f"{ipath}.version",
+        )
+        return True
+    ok = True
+    for severity, path, message in check_document(doc):
+        if severity is Severity.ERROR:
+            ok = False
+            ctx.error(src.mark, f"embedded Ignition config: {message} [{path}]", f"{ipath}.{key}")
+        else:
+            ctx.warn(src.mark, f"embedded Ignition config: {message} [{path}]", f"{ipath}.{key}")
+    return ok
 
 
 def _contents_local(ctx: _Ctx, node: YMap, out: dict[str, Any], ipath: str, opath: str) -> None:
     local = node.items.get("contents_local")
-    if local is None or (isinstance(local, YScalar) and local.is_null):
+    if _is_null(local):
         return
-    if ctx.version_key < (1, 1, 0):
-        return  # already reported as a newer field
-    if "contents" in out:
+    assert local is not None
+    lpath = f"{ipath}.contents_local"
+    if not _is_null(node.items.get("contents")):
         ctx.error(
             node.keys["contents_local"],
-            "contents and contents_local are mutually exclusive",
-            f"{ipath}.contents_local",
+            "only one of the following can be set: contents, contents_local",
+            lpath,
         )
         return
-    data = ctx.read_local(local, f"{ipath}.contents_local")
+    data = ctx.read_local(local, lpath)
     if data is None:
         return
     try:
         out["contents"] = data.decode("utf-8")
     except UnicodeDecodeError:
-        ctx.error(local.mark, "contents_local must be a UTF-8 text file", f"{ipath}.contents_local")
+        ctx.error(local.mark, "contents_local must be a UTF-8 text file", lpath)
         return
-    ctx.marks[f"{opath}.contents"] = local.mark
+    ctx.origin(f"{opath}.contents", lpath, local.mark)
 
 
 _LINE_SPLIT = re.compile(r"\r?\n")
@@ -374,12 +511,17 @@ _LINE_SPLIT = re.compile(r"\r?\n")
 
 def _user(ctx: _Ctx, node: YMap, out: dict[str, Any], ipath: str, opath: str) -> None:
     local = node.items.get("ssh_authorized_keys_local")
-    if local is None or ctx.version_key < (1, 1, 0):
+    if _is_null(local):
         return
+    assert local is not None
     lpath = f"{ipath}.ssh_authorized_keys_local"
     if not isinstance(local, YSeq):
-        if not (isinstance(local, YScalar) and local.is_null):
-            ctx.error(local.mark, f"expected a list of file names, found {describe(local)}", lpath)
+        ctx.error(local.mark, f"expected a list of file names, found {describe(local)}", lpath)
+        return
+    if not local.items:
+        return
+    ctx.origin(f"{opath}.sshAuthorizedKeys", lpath, local.mark)
+    if ctx.files_root(node.keys["ssh_authorized_keys_local"], lpath) is None:
         return
     keys: list[str] = out.setdefault("sshAuthorizedKeys", [])
     for i, item in enumerate(local.items):
@@ -388,29 +530,28 @@ def _user(ctx: _Ctx, node: YMap, out: dict[str, Any], ipath: str, opath: str) ->
             continue
         for line in _LINE_SPLIT.split(data.decode("utf-8", errors="replace")):
             if line:
-                ctx.marks[f"{opath}.sshAuthorizedKeys.{len(keys)}"] = item.mark
+                ctx.origin(f"{opath}.sshAuthorizedKeys.{len(keys)}", f"{lpath}.{i}", item.mark)
                 keys.append(line)
 
 
 def _filesystem(ctx: _Ctx, node: YMap, out: dict[str, Any], ipath: str, opath: str) -> None:
     wmu = node.items.get("with_mount_unit")
-    if wmu is None or (isinstance(wmu, YScalar) and wmu.is_null):
+    if _is_null(wmu):
         return
+    assert wmu is not None
     try:
-        wanted = as_bool(wmu)
+        wanted = butane_bool(wmu)
     except TypeMismatch as exc:
         ctx.error(wmu.mark, str(exc), f"{ipath}.with_mount_unit")
         return
     if not wanted:
         return
     fmt = out.get("format")
-    if fmt is None:
-        ctx.error(wmu.mark, "with_mount_unit needs the filesystem's format", f"{ipath}.with_mount_unit")
+    if not fmt:
+        ctx.error(wmu.mark, "format is required if with_mount_unit is true", f"{ipath}.format")
     elif fmt != "swap" and not out.get("path"):
         ctx.error(
-            wmu.mark,
-            "with_mount_unit needs the filesystem's path (where to mount it)",
-            f"{ipath}.with_mount_unit",
+            wmu.mark, "path is required if with_mount_unit is true and format is not swap", f"{ipath}.path"
         )
     elif "device" in out:
         ctx.mounts.append((out, wmu, ipath))
@@ -418,16 +559,8 @@ def _filesystem(ctx: _Ctx, node: YMap, out: dict[str, Any], ipath: str, opath: s
 
 def _luks(ctx: _Ctx, node: YMap, out: dict[str, Any], ipath: str, opath: str) -> None:
     clevis = out.get("clevis")
-    if clevis is not None:
-        ctx.warn(
-            node.keys["clevis"],
-            "clevis is not part of Butane flatcar 1.0.0/1.1.0 (Butane "
-            "accepts it from 1.2.0-experimental) and needs Flatcar >= 3941 with clevis in the "
-            "initramfs",
-            f"{ipath}.clevis",
-        )
-        if clevis.get("tang") and "name" in out:
-            ctx.luks_tang.add(out["name"])
+    if clevis and clevis.get("tang") and "name" in out:
+        ctx.luks_tang.add(out["name"])
 
 
 _HOOKS = {
@@ -448,8 +581,8 @@ def _add_mount_units(ctx: _Ctx, document: dict[str, Any]) -> None:
     if not ctx.mounts:
         return
     generated: list[dict[str, Any]] = []
-    gen_marks: list[Mark] = []
-    for fs, wmu, _ in ctx.mounts:
+    gen_from: list[tuple[str, Mark]] = []
+    for fs, wmu, ipath in ctx.mounts:
         device = fs["device"]
         remote = any(device in (f"/dev/mapper/{n}", f"/dev/disk/by-id/dm-name-{n}") for n in ctx.luks_tang)
         unit = mount_unit(
@@ -460,12 +593,12 @@ def _add_mount_units(ctx: _Ctx, document: dict[str, Any]) -> None:
             remote=remote,
         )
         generated.append({"name": unit.name, "enabled": True, "contents": unit.contents})
-        gen_marks.append(wmu.mark)
+        gen_from.append((f"{ipath}.with_mount_unit", wmu.mark))
     systemd = document.setdefault("systemd", {})
     user_units: list[dict[str, Any]] = systemd.get("units", [])
-    old_marks = {k: v for k, v in ctx.marks.items() if k.startswith("$.systemd.units.")}
-    for k in old_marks:
-        del ctx.marks[k]
+    old = {k: v for k, v in ctx.origins.items() if k.startswith("$.systemd.units.")}
+    for k in old:
+        del ctx.origins[k]
     merged = list(generated)
     by_name = {u["name"]: i for i, u in enumerate(generated)}
     for j, user_unit in enumerate(user_units):
@@ -477,17 +610,19 @@ def _add_mount_units(ctx: _Ctx, document: dict[str, Any]) -> None:
             i = len(merged)
             merged.append(user_unit)
         prefix = f"$.systemd.units.{j}"
-        for k, v in old_marks.items():
+        for k, v in old.items():
             if k == prefix or k.startswith(prefix + "."):
-                ctx.marks[f"$.systemd.units.{i}" + k[len(prefix) :]] = v
-    for i, m in enumerate(gen_marks):
+                ctx.origins[f"$.systemd.units.{i}" + k[len(prefix) :]] = v
+    for i, (src, mark) in enumerate(gen_from):
         for k in ("", ".name", ".enabled", ".contents"):
-            ctx.marks.setdefault(f"$.systemd.units.{i}{k}", m)
+            ctx.origins.setdefault(f"$.systemd.units.{i}{k}", Origin(src, mark))
+    ctx.origins.setdefault("$.systemd.units", Origin("$.storage.filesystems", gen_from[0][1]))
     systemd["units"] = merged
 
 
 def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
-    """Embed local directory trees as files and links, in sorted order (deterministic output).
+    """Embed local directory trees as files and links, walked as Go's ``filepath.Walk`` walks
+    (names in byte order, depth first), so the output order is Butane's.
 
     Entries the user lists explicitly (files without contents, links without target) only get
     their contents/target filled in, keeping their own mode and owner.
@@ -495,71 +630,74 @@ def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
     storage = document.setdefault("storage", {})
     files: list[dict[str, Any]] = storage.setdefault("files", [])
     links: list[dict[str, Any]] = storage.setdefault("links", [])
-    dirs: list[dict[str, Any]] = storage.get("directories", [])
-    file_at = {f.get("path"): f for f in files}
-    link_at = {lk.get("path"): lk for lk in links}
-    file_idx = {id(f): i for i, f in enumerate(files)}
-    link_idx = {id(lk): i for i, lk in enumerate(links)}
-    dir_paths = {d.get("path") for d in dirs}
+    file_at = {f.get("path"): i for i, f in enumerate(files)}
+    link_at = {lk.get("path"): i for i, lk in enumerate(links)}
+    dir_paths = {d.get("path") for d in storage.get("directories", [])}
     for i, tree in enumerate(trees.items):
         ipath = f"$.storage.trees.{i}"
         if not isinstance(tree, YMap):
             continue
         local = tree.items.get("local")
-        if local is None:
-            ctx.error(tree.mark, "a tree needs 'local' (a directory in the files directory)", ipath)
+        if _is_null(local) or (isinstance(local, YScalar) and local.value == ""):
+            ctx.error(tree.mark, "local is required", ipath)
             continue
-        base = ctx.local_path(local, f"{ipath}.local")
+        assert local is not None
+        if ctx.files_dir is None:
+            ctx.files_root(tree.mark, ipath)
+            return  # Butane stops at the first tree without a files directory
+        base = ctx.local_path(local, ipath, tree.mark)
         if base is None:
             continue
         if not base.is_dir():
-            ctx.error(local.mark, f"local tree {as_str(local)!r} is not a directory", f"{ipath}.local")
+            what = (
+                "root of tree must be a directory"
+                if base.exists()
+                else f"stat {as_str(local)}: no such file or directory"
+            )
+            ctx.error(tree.mark, what, ipath)
             continue
         dest_node = tree.items.get("path")
         try:
-            dest_base = "/" if dest_node is None or _is_null(dest_node) else as_str(dest_node)
+            dest_base = "/" if _is_null(dest_node) else as_str(dest_node)  # type: ignore[arg-type]
         except TypeMismatch as exc:
-            ctx.error(dest_node.mark if dest_node else tree.mark, str(exc), f"{ipath}.path")
+            ctx.error(tree.mark, str(exc), f"{ipath}.path")
             continue
-        root = ctx.files_root(local.mark, ipath)
-        assert root is not None
         for src, rel in _walk(base):
-            dest = "/".join([dest_base.rstrip("/"), rel]) if dest_base != "/" else "/" + rel
-            st = src.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                link = link_at.get(dest)
-                if link is not None and link.get("target"):
-                    ctx.error(tree.mark, f"tree entry {dest} already exists as a link with a target", ipath)
-                    continue
-                if link is None:
-                    if dest in file_at or dest in dir_paths:
-                        ctx.error(tree.mark, f"tree entry {dest} already exists in the config", ipath)
+            dest = _go_join(dest_base or "/", rel)
+            try:
+                st = src.lstat()
+            except OSError as exc:
+                ctx.error(tree.mark, f"cannot read {rel}: {exc.strerror}", ipath)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                idx = file_at.get(dest)
+                if idx is not None:
+                    entry = files[idx]
+                    if (entry.get("contents") or {}).get("source"):
+                        ctx.error(
+                            tree.mark,
+                            f"matching filesystem node has existing contents or different type: {dest}",
+                            ipath,
+                        )
                         continue
-                    link = {"path": dest}
-                    ctx.marks[f"$.storage.links.{len(links)}"] = tree.mark
-                    link_idx[id(link)] = len(links)
-                    links.append(link)
-                    link_at[dest] = link
-                link["target"] = os.readlink(src)
-                ctx.marks.setdefault(f"$.storage.links.{link_idx[id(link)]}.target", tree.mark)
-            elif stat.S_ISREG(st.st_mode):
-                entry = file_at.get(dest)
-                if entry is not None and (entry.get("contents") or {}).get("source"):
-                    ctx.error(tree.mark, f"tree entry {dest} already exists as a file with contents", ipath)
-                    continue
-                if entry is None:
+                else:
                     if dest in link_at or dest in dir_paths:
-                        ctx.error(tree.mark, f"tree entry {dest} already exists in the config", ipath)
+                        ctx.error(
+                            tree.mark,
+                            f"matching filesystem node has existing contents or different type: {dest}",
+                            ipath,
+                        )
                         continue
+                    idx = len(files)
                     entry = {"path": dest}
-                    ctx.marks[f"$.storage.files.{len(files)}"] = tree.mark
-                    file_idx[id(entry)] = len(files)
                     files.append(entry)
-                    file_at[dest] = entry
+                    file_at[dest] = idx
+                    _tree_origins(ctx, f"$.storage.files.{idx}", ipath, tree.mark, ("", ".path"))
                 try:
-                    data = src.read_bytes()
-                except OSError as exc:
-                    ctx.error(tree.mark, f"cannot read {src.relative_to(root)}: {exc.strerror}", ipath)
+                    data = ctx.local.read(src)
+                except (OSError, LimitExceeded) as exc:
+                    why = exc.strerror if isinstance(exc, OSError) else exc
+                    ctx.error(tree.mark, f"cannot read {rel}: {why}", ipath)
                     continue
                 contents = entry.setdefault("contents", {})
                 if contents.get("compression"):
@@ -570,29 +708,71 @@ def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
                     contents["compression"] = compression or ""
                 if "mode" not in entry:
                     entry["mode"] = 0o755 if st.st_mode & 0o111 else 0o644
-                idx = file_idx[id(entry)]
-                for k in ("contents", "contents.source", "contents.compression", "mode"):
-                    ctx.marks.setdefault(f"$.storage.files.{idx}.{k}", tree.mark)
+                _tree_origins(
+                    ctx,
+                    f"$.storage.files.{idx}",
+                    ipath,
+                    tree.mark,
+                    (".contents", ".contents.source", ".contents.compression", ".mode"),
+                )
+            elif stat.S_ISLNK(st.st_mode):
+                idx = link_at.get(dest)
+                if idx is not None:
+                    if links[idx].get("target"):
+                        ctx.error(
+                            tree.mark,
+                            f"matching filesystem node has existing contents or different type: {dest}",
+                            ipath,
+                        )
+                        continue
+                else:
+                    if dest in file_at or dest in dir_paths:
+                        ctx.error(
+                            tree.mark,
+                            f"matching filesystem node has existing contents or different type: {dest}",
+                            ipath,
+                        )
+                        continue
+                    idx = len(links)
+                    links.append({"path": dest})
+                    link_at[dest] = idx
+                    _tree_origins(ctx, f"$.storage.links.{idx}", ipath, tree.mark, ("", ".path"))
+                links[idx]["target"] = os.readlink(src)
+                _tree_origins(ctx, f"$.storage.links.{idx}", ipath, tree.mark, (".target",))
             else:
                 ctx.error(
-                    tree.mark, f"{src.relative_to(root)} is neither a file, a directory nor a symlink", ipath
+                    tree.mark, f"trees may only contain files, directories, and symlinks ({rel})", ipath
                 )
 
 
+def _tree_origins(ctx: _Ctx, opath: str, ipath: str, mark: Mark, suffixes: tuple[str, ...]) -> None:
+    for s in suffixes:
+        ctx.origins.setdefault(opath + s, Origin(ipath, mark))
+
+
+def _go_join(base: str, rel: str) -> str:
+    """Go's ``path.Join(base, rel)``: joined and cleaned."""
+    from flatcar_infra.compiler.validate import go_clean
+
+    joined = f"{base}/{rel}" if base else rel
+    return go_clean(joined) if joined.startswith("/") else os.path.normpath(joined)
+
+
 def _walk(base: Path) -> list[tuple[Path, str]]:
-    """Every non-directory entry below ``base`` (symlinks not followed), sorted by relative path."""
+    """Every non-directory entry below ``base`` (symlinks not followed), in ``filepath.Walk`` order:
+    each directory's names sorted by their bytes, a subdirectory's entries where its name sorts."""
     found: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-        d = Path(dirpath)
-        # symlinks to directories appear in dirnames: treat them as links, do not descend
-        for name in list(dirnames):
-            if (d / name).is_symlink():
-                dirnames.remove(name)
-                filenames.append(name)
-        for name in filenames:
+
+    def visit(d: Path, rel: str) -> None:
+        for name in sorted(os.listdir(d), key=os.fsencode):
             p = d / name
-            found.append((p, p.relative_to(base).as_posix()))
-    found.sort(key=lambda t: t[1])
+            r = f"{rel}/{name}" if rel else name
+            if p.is_dir() and not p.is_symlink():
+                visit(p, r)
+            else:
+                found.append((p, r))
+
+    visit(base, "")
     return found
 
 

@@ -1,13 +1,13 @@
-"""The Butane flatcar spec as a table: every key, its Ignition name, its type, and the spec version
-that introduced it (from coreos/butane docs config-flatcar-v1_0.md and v1_1.md).
+"""The Butane flatcar spec as a table: every key, its Ignition name and its type (from coreos/butane
+docs config-flatcar-v1_0.md, v1_1.md and v1_2-exp.md).
 
-A new spec version is a few ``since="1.x.0"`` entries here, nothing else.
+Which version introduced a key, and which keys a version forbids, is the version registry's
+(``versions.py``): this table is the union of every version's keys.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 
@@ -27,21 +27,12 @@ STRLIST = _Type("list of strings")
 CUSTOM = _Type("custom")  # consumed by a hook, not copied
 
 
-def parse_version(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
-
-
 @dataclass(frozen=True)
 class F:
-    """One input key: its Ignition key (``None`` = consumed by a hook), type, first version."""
+    """One input key: its Ignition key (``None`` = consumed by a hook) and its type."""
 
     out: str | None
     type: Any
-    since: str = "1.0.0"
-
-    @cached_property
-    def since_key(self) -> tuple[int, ...]:
-        return parse_version(self.since)
 
 
 @dataclass(frozen=True)
@@ -150,7 +141,9 @@ FILESYSTEM = Obj(
         "device (and mounted at path)",
     },
 )
-TANG = Obj({"url": F("url", STR), "thumbprint": F("thumbprint", STR)})
+TANG = Obj(
+    {"url": F("url", STR), "thumbprint": F("thumbprint", STR), "advertisement": F("advertisement", STR)}
+)
 CLEVIS_CUSTOM = Obj(
     {"pin": F("pin", STR), "config": F("config", STR), "needs_network": F("needsNetwork", BOOL)}
 )
@@ -172,8 +165,8 @@ LUKS = Obj(
         "options": F("options", STRLIST),
         "wipe_volume": F("wipeVolume", BOOL),
         "clevis": F("clevis", CLEVIS),
-        "discard": F("discard", BOOL, since="1.1.0"),
-        "open_options": F("openOptions", STRLIST, since="1.1.0"),
+        "discard": F("discard", BOOL),
+        "open_options": F("openOptions", STRLIST),
     },
     hook="luks",
 )
@@ -196,7 +189,7 @@ DROPIN = Obj(
     {
         "name": F("name", STR),
         "contents": F("contents", STR),
-        "contents_local": F(None, CUSTOM, since="1.1.0"),
+        "contents_local": F(None, CUSTOM),
     },
     hook="contents_local",
 )
@@ -206,7 +199,7 @@ UNIT = Obj(
         "enabled": F("enabled", BOOL),
         "mask": F("mask", BOOL),
         "contents": F("contents", STR),
-        "contents_local": F(None, CUSTOM, since="1.1.0"),
+        "contents_local": F(None, CUSTOM),
         "dropins": F("dropins", ListOf(DROPIN)),
     },
     hook="contents_local",
@@ -219,7 +212,7 @@ USER = Obj(
         "name": F("name", STR),
         "password_hash": F("passwordHash", STR),
         "ssh_authorized_keys": F("sshAuthorizedKeys", STRLIST),
-        "ssh_authorized_keys_local": F(None, CUSTOM, since="1.1.0"),
+        "ssh_authorized_keys_local": F(None, CUSTOM),
         "uid": F("uid", INT),
         "gecos": F("gecos", STR),
         "home_dir": F("homeDir", STR),

@@ -16,8 +16,9 @@ that pair produces, so a CLC compiled here configures the machine the way it doe
 - legacy ``enable: true`` means ``enabled: true``; an explicit ``enabled: false`` wins.
 - ``etcd``/``flannel``/``docker``/``update``/``locksmith``: see ``clc_services``.
 
-Every output value is recorded in ``marks`` with the position of the input that produced it, so
-problems found later (schema, semantic validation) point at the CLC line.
+Every output value is recorded in ``origins`` with the position (and, for entries, the CLC path)
+of the input that produced it, so problems found later by Ignition's rules point at the CLC line.
+Problems are reported all at once: one bad entry never hides the others, nor the output checks.
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from flatcar_infra.compiler import clc_services as svc
+from flatcar_infra.compiler.butane import decimal_mode_as_octal, typical_mode
 from flatcar_infra.compiler.clc_read import Ctx, child, join_path, key_mark, prune
 from flatcar_infra.compiler.dataurl import data_url
 from flatcar_infra.compiler.translated import Translated
+from flatcar_infra.compiler.unitfile import UnitSyntaxError, parse_unit
+from flatcar_infra.compiler.versions import CLC_IGNITION
 from flatcar_infra.compiler.yamlsrc import Mark, SourceDoc, YMap, YScalar, is_decimal_literal
+from flatcar_infra.limits import LimitExceeded
 
-VERSION = "3.3.0"
+VERSION = CLC_IGNITION
 
 _TOP = (
     "version",
@@ -56,17 +61,19 @@ def translate_clc(doc: SourceDoc, *, files_dir: Path | None, platform: str | Non
     if any(d.is_error for d in doc.diagnostics):
         return Translated(None, ctx.diagnostics)
     out: dict[str, Any] = {"ignition": {"version": VERSION}}
-    if doc.root is None:  # an empty document is an empty config, as for ct
-        return Translated(out, ctx.diagnostics, {"$": Mark(1, 1)})
-    if isinstance(doc.root, YScalar) and doc.root.is_null:
-        ctx.error(doc.root.mark, "empty config (the document is null)", "$")
-        return Translated(None, ctx.diagnostics)
+    if platform is not None and platform not in svc.PLATFORMS:
+        # located at the config's first line: every error names a line, even one about an option
+        ctx.error(
+            Mark(1, 1), f"unsupported platform {platform!r} (ct knows: {', '.join(svc.PLATFORMS)})", "$"
+        )
+    if doc.root is None or (isinstance(doc.root, YScalar) and doc.root.is_null):
+        # ct: an empty (or null) document is an empty config, with a warning
+        ctx.warn(doc.root.mark if doc.root is not None else Mark(1, 1), "Configuration is empty", "$")
+        return Translated(out, ctx.diagnostics, dict(ctx.origins))
     root = ctx.mapping(doc.root, "$", _TOP)
     if root is None:
         return Translated(None, ctx.diagnostics)
-    ctx.mark("$", root.mark)
-    if platform is not None and platform not in svc.PLATFORMS:
-        ctx.error(Mark(0, 0), f"unknown platform {platform!r} (one of: {', '.join(svc.PLATFORMS)})", "$")
+    ctx.mark("$", root.mark, "$")
     version = ctx.int_(root, "version", "$", minimum=None)
     if version not in (None, 0):
         ctx.error(key_mark(root, "version"), "invalid version: only version 0 is supported", "$.version")
@@ -85,15 +92,12 @@ def translate_clc(doc: SourceDoc, *, files_dir: Path | None, platform: str | Non
         _nodes(ctx, smap, storage, fs_paths)
     _generated_files(ctx, root, storage)
     _networkd(ctx, ctx.mapping(child(root, "networkd"), "$.networkd", ("units",)), storage)
-    _check_duplicate_nodes(ctx, storage)
     out["storage"] = storage
     out["systemd"] = {"units": _units(ctx, root)}
     out["passwd"] = _passwd(ctx, ctx.mapping(child(root, "passwd"), "$.passwd", ("users", "groups")))
     document = prune(out)
     document.setdefault("ignition", {"version": VERSION})
-    if any(d.is_error for d in ctx.diagnostics):
-        return Translated(None, ctx.diagnostics, ctx.marks)
-    return Translated(document, ctx.diagnostics, ctx.marks)
+    return Translated(document, ctx.diagnostics, ctx.origins)
 
 
 # --- ignition ------------------------------------------------------------------------------------
@@ -321,6 +325,13 @@ def _filesystems(ctx: Ctx, smap: YMap | None, storage: dict[str, Any]) -> dict[s
             ctx.warn(
                 create.mark, "mount.create is deprecated: use wipe_filesystem and options", f"{mpath}.create"
             )
+            for key, field in (("wipe_filesystem", "wipeFilesystem"), ("options", "mount-level options")):
+                if child(mount, key) is not None:  # Ignition 2.3 validation, which ct ran on its output
+                    ctx.error(
+                        key_mark(mount, key),
+                        f"cannot use both create object and {field} field",
+                        f"{mpath}.{key}",
+                    )
             wipe = True
             options += ctx.strs(create, "options", f"{mpath}.create") or []
         fs_format = ctx.str_(mount, "format", mpath)
@@ -370,42 +381,42 @@ def _nodes(ctx: Ctx, smap: YMap, storage: dict[str, Any], fs_paths: dict[str, st
     for i, d in ctx.maps(child(smap, "directories"), "$.storage.directories", (*_NODE_KEYS, "mode")):
         opath = f"$.storage.directories.{len(dirs)}"
         node = _node(ctx, d, f"$.storage.directories.{i}", opath, fs_paths)
-        if node is not None:
-            node["mode"] = _mode(ctx, d, f"$.storage.directories.{i}", opath, 0o755, "directory")
-            dirs.append(node)
+        node["mode"] = _mode(ctx, d, f"$.storage.directories.{i}", opath, 0o755, "directory")
+        dirs.append(node)
     for i, link in ctx.maps(child(smap, "links"), "$.storage.links", (*_NODE_KEYS, "hard", "target")):
         ipath, opath = f"$.storage.links.{i}", f"$.storage.links.{len(links)}"
         node = _node(ctx, link, ipath, opath, fs_paths)
-        if node is None:
-            continue
         target = ctx.str_(link, "target", ipath)
         if not target:
             ctx.error(link.mark, "link needs a target", f"{ipath}.target")
             continue
         node["target"] = target
         node["hard"] = ctx.bool_(link, "hard", ipath) or None
-        ctx.mark(f"{opath}.target", key_mark(link, "target"))
+        ctx.mark(f"{opath}.target", key_mark(link, "target"), f"{ipath}.target")
         links.append(node)
     storage["files"] = files
     storage["directories"] = dirs
     storage["links"] = links
 
 
-def _node(ctx: Ctx, m: YMap, ipath: str, opath: str, fs_paths: dict[str, str]) -> dict[str, Any] | None:
+def _node(ctx: Ctx, m: YMap, ipath: str, opath: str, fs_paths: dict[str, str]) -> dict[str, Any]:
+    """The common fields of a file, directory or link. A bad path is reported and kept as written,
+    so the rest of the entry is still checked (the config fails anyway)."""
     fs_name = ctx.str_(m, "filesystem", ipath) or "root"
     path = ctx.abs_path(m, "path", ipath)
-    if path is None:
-        return None
+    ctx.mark(opath, m.mark, ipath)
+    ctx.mark(f"{opath}.path", key_mark(m, "path"), f"{ipath}.path")
     if fs_name not in fs_paths:
         ctx.error(
             key_mark(m, "filesystem"),
             f"filesystem {fs_name!r} is not defined in storage.filesystems (only root is predefined)",
             f"{ipath}.filesystem",
         )
-        return None
-    ctx.mark(opath, m.mark)
-    ctx.mark(f"{opath}.path", key_mark(m, "path"))
-    node: dict[str, Any] = {"path": join_path(fs_paths[fs_name], path)}
+    if path is not None and fs_name in fs_paths:
+        full = join_path(fs_paths[fs_name], path)
+    else:
+        full = ctx.str_(m, "path", ipath) or ""
+    node: dict[str, Any] = {"path": full}
     for key in ("user", "group"):
         owner = ctx.mapping(child(m, key), f"{ipath}.{key}", ("id", "name"))
         if owner is not None:
@@ -413,11 +424,11 @@ def _node(ctx: Ctx, m: YMap, ipath: str, opath: str, fs_paths: dict[str, str]) -
                 "id": ctx.int_(owner, "id", f"{ipath}.{key}"),
                 "name": ctx.str_(owner, "name", f"{ipath}.{key}") or None,
             }
-            ctx.mark(f"{opath}.{key}", owner.mark)
+            ctx.mark(f"{opath}.{key}", owner.mark, f"{ipath}.{key}")
     overwrite = ctx.bool_(m, "overwrite", ipath)
     if overwrite is not None:
         node["overwrite"] = overwrite
-        ctx.mark(f"{opath}.overwrite", key_mark(m, "overwrite"))
+        ctx.mark(f"{opath}.overwrite", key_mark(m, "overwrite"), f"{ipath}.overwrite")
     return node
 
 
@@ -427,14 +438,21 @@ def _mode(ctx: Ctx, m: YMap, ipath: str, opath: str, default: int, what: str) ->
     if node is None:
         ctx.warn(m.mark, f"mode unspecified for {what}, defaulting to 0{default:o}", f"{ipath}.mode")
         return default
-    ctx.mark(f"{opath}.mode", node.mark)
+    ctx.mark(f"{opath}.mode", node.mark, f"{ipath}.mode")
     if value is None:
         return default
-    if is_decimal_literal(node) and set(str(value)) <= set("01234567") and value > 7:
+    octal = decimal_mode_as_octal(value)
+    directory = what == "directory"
+    if (
+        is_decimal_literal(node)
+        and octal is not None
+        and not typical_mode(value, directory)
+        and typical_mode(octal, directory)
+    ):
         ctx.warn(
             node.mark,
-            f"mode {value} is decimal (= 0{value:o}); did you mean 0{value}? Write modes "
-            "in octal with a leading 0",
+            f"mode {value} is decimal (= 0{value:o}); did you mean 0{value}? It is an unreasonable "
+            "mode that would be reasonable in octal: write modes with a leading zero",
             f"{ipath}.mode",
         )
     if value > 0o7777:
@@ -444,10 +462,13 @@ def _mode(ctx: Ctx, m: YMap, ipath: str, opath: str, default: int, what: str) ->
 
 def _file(ctx: Ctx, f: YMap, ipath: str, opath: str, fs_paths: dict[str, str]) -> dict[str, Any] | None:
     node = _node(ctx, f, ipath, opath, fs_paths)
-    if node is None:
-        return None
     node["mode"] = _mode(ctx, f, ipath, opath, 0o644, "file")
     append = ctx.bool_(f, "append", ipath) or False
+    if append and node.get("overwrite") is True:
+        # Ignition 2.3 validation, which ct ran on its output
+        ctx.error(
+            key_mark(f, "overwrite"), "cannot set both append and overwrite to true", f"{ipath}.overwrite"
+        )
     contents = _contents(ctx, f, ipath, f"{opath}.append.0" if append else f"{opath}.contents")
     if contents is None:
         return None
@@ -522,9 +543,10 @@ def _read_local(ctx: Ctx, name: str, where: Mark, ipath: str) -> bytes | None:
         ctx.error(where, f"local file {name!r} is outside the files directory {str(ctx.files_dir)!r}", ipath)
         return None
     try:
-        return target.read_bytes()
-    except OSError as exc:
-        ctx.error(where, f"cannot read local file {name!r} in {str(ctx.files_dir)!r}: {exc.strerror}", ipath)
+        return ctx.local.read(target)  # a directory, FIFO or device is refused, never blocks
+    except (OSError, LimitExceeded) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        ctx.error(where, f"cannot read local file {name!r} in {str(ctx.files_dir)!r}: {why}", ipath)
         return None
 
 
@@ -553,6 +575,8 @@ _NETWORKD_EXT = (".network", ".netdev", ".link")
 
 
 def _networkd(ctx: Ctx, m: YMap | None, storage: dict[str, Any]) -> None:
+    """networkd units and drop-ins become files; their text is parsed as ct parsed it (go-systemd's
+    unit reader), so a unit systemd-networkd cannot read is refused here, not at boot."""
     if m is None:
         return
     files = storage.setdefault("files", [])
@@ -562,14 +586,17 @@ def _networkd(ctx: Ctx, m: YMap | None, storage: dict[str, Any]) -> None:
         if not name or "/" in name or not name.endswith(_NETWORKD_EXT):
             ctx.error(
                 key_mark(u, "name"),
-                f"invalid networkd unit name {name!r}: expected NAME.network, NAME.netdev or NAME.link",
+                f"invalid networkd unit extension in {name!r}: "
+                "expected NAME.network, NAME.netdev or NAME.link",
                 f"{ipath}.name",
             )
             continue
         contents = ctx.str_(u, "contents", ipath)
         if contents:
-            ctx.mark(f"$.storage.files.{len(files)}", u.mark)
-            ctx.mark(f"$.storage.files.{len(files)}.contents.source", key_mark(u, "contents"))
+            _check_unit_text(ctx, contents, u.mark, f"{ipath}.contents")  # ct reports at the unit
+            opath = f"$.storage.files.{len(files)}"
+            ctx.mark(opath, u.mark, ipath)
+            ctx.mark(f"{opath}.contents.source", key_mark(u, "contents"), f"{ipath}.contents")
             files.append(
                 {
                     "path": f"/etc/systemd/network/{name}",
@@ -579,37 +606,33 @@ def _networkd(ctx: Ctx, m: YMap | None, storage: dict[str, Any]) -> None:
                 }
             )
         for j, d in ctx.maps(child(u, "dropins"), f"{ipath}.dropins", ("name", "contents")):
-            dname = ctx.str_(d, "name", f"{ipath}.dropins.{j}")
+            dpath = f"{ipath}.dropins.{j}"
+            dname = ctx.str_(d, "name", dpath)
             if not dname or "/" in dname or not dname.endswith(".conf"):
                 ctx.error(
                     key_mark(d, "name"),
-                    f"invalid drop-in name {dname!r}: expected NAME.conf",
-                    f"{ipath}.dropins.{j}.name",
+                    f"invalid networkd drop-in extension in {dname!r}: expected NAME.conf",
+                    f"{dpath}.name",
                 )
                 continue
-            ctx.mark(f"$.storage.files.{len(files)}", d.mark)
+            text = ctx.str_(d, "contents", dpath) or ""
+            _check_unit_text(ctx, text, d.mark, f"{dpath}.contents")
+            ctx.mark(f"$.storage.files.{len(files)}", d.mark, dpath)
             files.append(
                 {
                     "path": f"/etc/systemd/network/{name}.d/{dname}",
                     "mode": 0o644,
                     "overwrite": True,
-                    "contents": _generated_contents(ctx.str_(d, "contents", f"{ipath}.dropins.{j}") or ""),
+                    "contents": _generated_contents(text),
                 }
             )
 
 
-def _check_duplicate_nodes(ctx: Ctx, storage: dict[str, Any]) -> None:
-    """Spec 3 allows one entry per path; ign-converter refuses duplicates, so do we."""
-    seen: dict[str, str] = {}
-    for kind in ("files", "directories", "links"):
-        for i, entry in enumerate(storage.get(kind, [])):
-            path = entry.get("path")
-            opath = f"$.storage.{kind}.{i}"
-            if path in seen:
-                where = ctx.marks.get(opath, Mark(0, 0))
-                ctx.error(where, f"{path} is defined twice (also as {seen[path]})", opath)
-            else:
-                seen[path] = kind[:-1] if kind != "directories" else "directory"
+def _check_unit_text(ctx: Ctx, text: str, where: Mark, ipath: str) -> None:
+    try:
+        parse_unit(text)
+    except UnitSyntaxError as exc:
+        ctx.error(where, f"invalid unit content: {exc}", ipath)
 
 
 # --- systemd -------------------------------------------------------------------------------------
@@ -639,7 +662,7 @@ def _units(ctx: Ctx, root: YMap) -> list[dict[str, Any]]:
     sysd = ctx.mapping(child(root, "systemd"), "$.systemd", ("units",))
     if sysd is None:
         return units
-    user_names: dict[str, Mark] = {}
+    index_of = dict(generated)
     unit_keys = ("name", "enable", "enabled", "mask", "contents", "dropins")
     for i, u in ctx.maps(child(sysd, "units"), "$.systemd.units", unit_keys):
         ipath = f"$.systemd.units.{i}"
@@ -647,23 +670,20 @@ def _units(ctx: Ctx, root: YMap) -> list[dict[str, Any]]:
         if not name:
             ctx.error(u.mark, "unit needs a name", f"{ipath}.name")
             continue
-        if name in user_names:
-            ctx.error(
-                key_mark(u, "name"),
-                f"unit {name} is defined twice (first at line {user_names[name].line})",
-                f"{ipath}.name",
-            )
-            continue
-        user_names[name] = key_mark(u, "name")
-        unit = _unit(ctx, u, name, ipath)
-        index = generated.get(name)
+        unit, dropin_marks = _unit(ctx, u, name, ipath)
+        index = index_of.get(name)
         if index is None:
-            opath = f"$.systemd.units.{len(units)}"
+            index = index_of[name] = len(units)
             units.append(unit)
-        else:  # the user also configures a unit a section generated: one entry, both drop-ins
-            opath = f"$.systemd.units.{index}"
-            _merge_unit(ctx, units[index], unit, u.mark, ipath)
-        ctx.marks[opath] = u.mark
+        else:
+            # a unit given twice (by a section and the user, or twice by the user) is one entry,
+            # as Flatcar's converter makes it: later fields win, drop-ins accumulate
+            _merge_unit(units[index], unit)
+        opath = f"$.systemd.units.{index}"
+        ctx.mark(opath, u.mark, ipath)
+        first = len(units[index].get("dropins", [])) - len(dropin_marks)
+        for j, (where, dpath) in enumerate(dropin_marks):
+            ctx.mark(f"{opath}.dropins.{first + j}", where, dpath)
         for key, okey in (
             ("name", "name"),
             ("contents", "contents"),
@@ -672,11 +692,12 @@ def _units(ctx: Ctx, root: YMap) -> list[dict[str, Any]]:
             ("enable", "enabled"),
         ):
             if key in u.items:
-                ctx.mark(f"{opath}.{okey}", key_mark(u, key))
+                ctx.mark(f"{opath}.{okey}", key_mark(u, key), f"{ipath}.{key}")
     return units
 
 
-def _unit(ctx: Ctx, u: YMap, name: str, ipath: str) -> dict[str, Any]:
+def _unit(ctx: Ctx, u: YMap, name: str, ipath: str) -> tuple[dict[str, Any], list[tuple[Mark, str]]]:
+    """A user unit, and where each of its drop-ins was written."""
     enable = ctx.bool_(u, "enable", ipath)
     enabled = ctx.bool_(u, "enabled", ipath)
     if enable is not None:
@@ -692,39 +713,24 @@ def _unit(ctx: Ctx, u: YMap, name: str, ipath: str) -> dict[str, Any]:
     if contents:
         unit["contents"] = contents
     dropins = []
-    seen: set[str] = set()
+    marks: list[tuple[Mark, str]] = []
     for j, d in ctx.maps(child(u, "dropins"), f"{ipath}.dropins", ("name", "contents")):
-        dname = ctx.str_(d, "name", f"{ipath}.dropins.{j}")
+        dpath = f"{ipath}.dropins.{j}"
+        dname = ctx.str_(d, "name", dpath)
         if not dname:
-            ctx.error(d.mark, "drop-in needs a name", f"{ipath}.dropins.{j}.name")
+            ctx.error(d.mark, "drop-in needs a name", f"{dpath}.name")
             continue
-        if dname in seen:
-            ctx.error(
-                key_mark(d, "name"),
-                f"drop-in {dname} is defined twice in unit {name}",
-                f"{ipath}.dropins.{j}.name",
-            )
-            continue
-        seen.add(dname)
-        dropins.append({"name": dname, "contents": ctx.str_(d, "contents", f"{ipath}.dropins.{j}") or None})
+        dropins.append({"name": dname, "contents": ctx.str_(d, "contents", dpath) or None})
+        marks.append((d.mark, dpath))
     unit["dropins"] = dropins
-    return unit
+    return unit, marks
 
 
-def _merge_unit(ctx: Ctx, generated: dict[str, Any], user: dict[str, Any], where: Mark, ipath: str) -> None:
-    names = {d["name"] for d in generated.get("dropins", [])}
-    for d in user.get("dropins", []):
-        if d["name"] in names:
-            ctx.error(
-                where,
-                f"drop-in {d['name']} of {user['name']} is also generated by a CLC section",
-                f"{ipath}.dropins",
-            )
-            continue
-        generated.setdefault("dropins", []).append(d)
+def _merge_unit(first: dict[str, Any], later: dict[str, Any]) -> None:
+    first.setdefault("dropins", []).extend(later.get("dropins", []))
     for key in ("enabled", "mask", "contents"):
-        if key in user:
-            generated[key] = user[key]
+        if key in later:
+            first[key] = later[key]
 
 
 # --- passwd --------------------------------------------------------------------------------------
@@ -773,6 +779,13 @@ def _passwd(ctx: Ctx, m: YMap | None) -> dict[str, Any]:
             # Flatcar's converter: the deprecated create block replaces the user's own fields
             ctx.warn(create.mark, "create is deprecated: put its fields on the user", f"{ipath}.create")
             source, spath = create, f"{ipath}.create"
+            for key, _, _ in _USER_FIELDS:  # Ignition 2.3 validation, which ct ran on its output
+                if child(u, key) is not None:
+                    ctx.error(
+                        key_mark(u, key),
+                        f"cannot use both the create object and the user-level {key} field",
+                        f"{ipath}.{key}",
+                    )
         for key, okey, typ in _USER_FIELDS:
             if typ == "i":
                 value: Any = ctx.int_(source, key, spath)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flatcar_infra.compiler.translated import Origin
 from flatcar_infra.compiler.yamlsrc import (
     Mark,
     TypeMismatch,
@@ -26,6 +27,7 @@ from flatcar_infra.compiler.yamlsrc import (
     describe,
 )
 from flatcar_infra.errors import Diagnostic, Severity
+from flatcar_infra.limits import LocalFiles
 
 
 @dataclass
@@ -36,7 +38,9 @@ class Ctx:
     files_dir: Path | None
     platform: str | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    marks: dict[str, Mark] = field(default_factory=dict)
+    # output path -> where in the CLC it came from (and the CLC path, where it differs)
+    origins: dict[str, Origin] = field(default_factory=dict)
+    local: LocalFiles = field(default_factory=LocalFiles)  # bounded, non-blocking local reads
 
     # --- reporting -------------------------------------------------------------------------------
 
@@ -50,8 +54,8 @@ class Ctx:
             Diagnostic(self.filename, where.line, where.col, Severity.WARNING, message, path)
         )
 
-    def mark(self, opath: str, where: Mark) -> None:
-        self.marks.setdefault(opath, where)
+    def mark(self, opath: str, where: Mark, ipath: str | None = None) -> None:
+        self.origins.setdefault(opath, Origin(ipath, where))
 
     # --- structure -------------------------------------------------------------------------------
 

@@ -92,48 +92,52 @@ class Arg:
 
 
 def substitute_dynamic(ctx: Ctx, args: list[Arg]) -> tuple[list[str], bool] | None:
-    """Replace ``{PRIVATE_IPV4}``-style placeholders by the platform's metadata variables.
+    """ct's dynamic data (``config/templating``): any ``{`` or ``}`` in an argument means the unit
+    reads the platform's metadata, so a platform is required and ``coreos-metadata.service`` a
+    dependency; each ``{NAME}`` (a ``{`` before the next ``}``) becomes ``${PLATFORM_VARIABLE}``,
+    and a name the platform does not provide is an error. Braces that do not pair up (``}x{``)
+    stay as they are, but still bring the metadata dependency, as in ct.
 
-    Returns the new argument texts and whether any placeholder was used; ``None`` after errors.
-    """
-    used = False
-    ok = True
+    Returns the new argument texts and whether the metadata dependency is needed; ``None`` after
+    errors."""
+    if not any("{" in a.text or "}" in a.text for a in args):
+        return [a.text for a in args], False
+    if ctx.platform is None:
+        first = next(a for a in args if "{" in a.text or "}" in a.text)
+        ctx.error(
+            first.mark,
+            "platform must be specified to use templating: dynamic data ({PRIVATE_IPV4}, ...) "
+            f"needs --platform (one of: {', '.join(PLATFORMS)})",
+            first.ipath,
+        )
+        return None
+    table = PLATFORM_VARIABLES.get(ctx.platform)
+    if table is None:  # already reported once for the whole config
+        return None
     out: list[str] = []
+    ok = True
     for arg in args:
-        names = _PLACEHOLDER.findall(arg.text)
-        if not names:
-            out.append(arg.text)
-            continue
-        used = True
-        if ctx.platform is None:
-            listed = ", ".join("{" + n + "}" for n in dict.fromkeys(names))
-            ctx.error(
-                arg.mark,
-                f"dynamic data {listed} needs a platform: pass --platform (one of: {', '.join(PLATFORMS)})",
-                arg.ipath,
-            )
-            ok = False
-            continue
-        if ctx.platform not in PLATFORM_VARIABLES:  # already reported once for the whole config
-            ok = False
-            continue
-        table = PLATFORM_VARIABLES[ctx.platform]
         text = arg.text
-        for name in dict.fromkeys(names):
+        start, end = text.find("{"), text.find("}")
+        while start != -1 and end != -1 and start < end:
+            name = text[start + 1 : end]
             var = table.get(name)
             if var is None:
                 supported = ", ".join("{" + n + "}" for n in table) or "none"
                 ctx.error(
                     arg.mark,
-                    f"dynamic data {{{name}}} is not available on platform "
-                    f"{ctx.platform!r} (supported there: {supported})",
+                    f"unknown field {{{name}}}: not available on platform {ctx.platform!r} "
+                    f"(supported there: {supported})",
                     arg.ipath,
                 )
                 ok = False
-                continue
-            text = text.replace("{" + name + "}", "${" + var + "}")
+                break
+            text = text.replace("{" + name + "}", "${" + var + "}", 1)
+            # ct searches on from the old end of the placeholder, in the new text
+            start = text.find("{", end)
+            end = text.find("}", start) if start != -1 else end
         out.append(text)
-    return (out, used) if ok else None
+    return (out, True) if ok else None
 
 
 def platform_units(platform: str) -> list[dict[str, Any]]:
@@ -267,6 +271,26 @@ _E33 = (
     "auth_token debug:b log_package_levels force_new_cluster:b metrics log_output listen_metrics_urls "
     "experimental_initial_corrupt_check:b experimental_corrupt_check_time experimental_enable_v2v3"
 )
+_E34 = (
+    _E33.replace("ca_file ", "", 1)
+    .replace("peer_ca_file ", "")
+    .replace(" log_output ", " logger log_outputs log_level ")
+    + " backend_batch_limit:i backend_batch_interval backend_bbolt_freelist_type discovery_srv_name "
+    "pre_vote:b initial_election_tick_advance:b auth_token_ttl:i bcrypt_cost:i peer_cert_allowed_hostname "
+    "client_cert_allowed_hostname cipher_suites enable_grpc_gateway:b experimental_enable_lease_checkpoint:b "
+    "experimental_compaction_batch_limit:i experimental_peer_skip_client_san_verification:b "
+    "experimental_watch_progress_notify_interval"
+)
+_E35 = (
+    _E34 + " socket_reuse_port:b socket_reuse_address:b enable_log_rotation:b log_rotation_config_json "
+    "experimental_warning_apply_duration experimental_memory_mlock:b "
+    "experimental_txn_mode_write_with_shared_buffer:b experimental_bootstrap_defrag_threshold_megabytes:i "
+    "experimental_downgrade_check_time self_signed_cert_validity:i tls_min_version tls_max_version "
+    "v2_deprecation listen_client_http_urls max_concurrent_streams:i unsafe_no_fsync:b "
+    "experimental_enable_distributed_tracing:b experimental_distributed_tracing_address "
+    "experimental_distributed_tracing_service_name experimental_distributed_tracing_instance_id "
+    "experimental_distributed_tracing_sampling_rate:i experimental_stop_grpc_service_on_defrag:b"
+)
 _E2 = (
     "advertise_client_urls ca_file cert_file client_cert_auth:b cors data_dir debug:b discovery "
     "discovery_fallback discovery_srv discovery_proxy election_timeout:i enable_pprof:b "
@@ -283,7 +307,11 @@ ETCD_OPTIONS = {
     "3.1": _fields(_E30 + " metrics log_output"),
     "3.2": _fields(_E32),
     "3.3": _fields(_E33),
+    "3.4": _fields(_E34),
+    "3.5": _fields(_E35),
 }
+ETCD_NEWEST_MINOR = 5
+ETCD_DEFAULT = (3, 5, 0)  # ct's EtcdDefaultVersion (no image tag is written for it)
 _F05 = (
     "etcd_endpoints etcd_cafile etcd_certfile etcd_keyfile etcd_prefix ip_masq subnet_file "
     "interface=iface public_ip"
@@ -344,22 +372,24 @@ def etcd_unit(ctx: Ctx, m: YMap, ipath: str) -> dict[str, Any] | None:
     version = _version(ctx, m, ipath)
     if version is None and child(m, "version") is not None:
         return None
-    nums = version[0] if version else (3, 0, 0)
+    nums = version[0] if version else ETCD_DEFAULT
     vmark = key_mark(m, "version")
     if nums < (2, 3, 0):
-        ctx.error(vmark, "etcd version is too old (2.3.0 is the oldest supported)", f"{ipath}.version")
+        ctx.error(
+            vmark, "Etcd version specified is not valid (too old): 2.3.0 is the oldest", f"{ipath}.version"
+        )
         return None
     if nums[0] > 3:
-        ctx.error(vmark, "etcd version is too new (3.x is the newest supported)", f"{ipath}.version")
+        ctx.error(vmark, "Etcd version is not valid (too new): 3.x is the newest", f"{ipath}.version")
         return None
-    if (nums[0] == 2 and nums[1] > 3) or (nums[0] == 3 and nums[1] > 3):
+    if (nums[0] == 2 and nums[1] > 3) or (nums[0] == 3 and nums[1] > ETCD_NEWEST_MINOR):
         ctx.warn(
             vmark,
-            "etcd minor version is newer than this translator knows: only the options of "
-            "the newest known minor version are accepted",
+            "Etcd minor version specified is too new, only options available in the previous "
+            "minor version will be accepted",
             f"{ipath}.version",
         )
-    table = "2.3" if nums[0] == 2 else f"3.{min(nums[1], 3)}"
+    table = "2.3" if nums[0] == 2 else f"3.{min(nums[1], ETCD_NEWEST_MINOR)}"
     parsed = _cli_args(ctx, m, ipath, ETCD_OPTIONS[table], ("version",))
     if parsed is None:
         return None

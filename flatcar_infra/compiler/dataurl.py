@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import re
 import urllib.parse
 
 # Left unescaped besides letters, digits and "-_.~" (which quote() never escapes).
@@ -42,4 +43,76 @@ def decode_data_url(url: str) -> bytes:
     header, _, payload = url[5:].partition(",")
     if header.endswith(";base64"):
         return base64.b64decode(payload)
+    return urllib.parse.unquote_to_bytes(payload)
+
+
+# --- strict decoding, as Ignition's data URL library reads them ----------------------------------
+
+_TSPECIALS = frozenset('()<>@,;:\\"/[]?=')
+_B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# ASCII printable but space and the RFC 2396 delims/unwise characters
+_URL_CHARS_RE = re.compile(r"[!$%&'()*+,\-./0-9:;=?@A-Z_a-z~]*")
+_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2}).{0,2}", re.DOTALL)
+
+
+def _token_char(c: str) -> bool:
+    return c.isascii() and ord(c) > 0x20 and ord(c) != 0x7F and c not in _TSPECIALS
+
+
+def decode_data_url_strict(url: str) -> bytes:
+    """The bytes of a ``data:`` URL, refusing what Ignition refuses (``vincent-petithory/dataurl``:
+    RFC 2397 media type and parameters, ``%`` escapes that must be hex, padded standard base64,
+    ASCII only). ``ValueError`` carries that library's message."""
+    if not url.startswith("data:"):
+        raise ValueError("missing data prefix")
+    header, comma, payload = url[5:].partition(",")
+    if not comma:
+        raise ValueError("missing comma before data")
+    base64_enc = False
+    params = header.split(";")
+    media = params[0]
+    if media:
+        mtype, slash, subtype = media.partition("/")
+        if not slash:
+            raise ValueError("missing media type slash")
+        if not all(_token_char(c) for c in mtype):
+            raise ValueError("invalid character for media type")
+        if not mtype.lower().startswith(("x-",)) and not mtype.startswith(
+            ("text", "image", "audio", "video", "application", "message", "multipart")
+        ):
+            raise ValueError("invalid media type")
+        if not subtype or not all(_token_char(c) for c in subtype):
+            raise ValueError("invalid character for media subtype" if subtype else "incomplete media type")
+    for i, param in enumerate(params[1:], 1):
+        attr, eq, value = param.partition("=")
+        if not attr:
+            raise ValueError("unterminated parameter sequence")
+        if not all(_token_char(c) for c in attr):
+            raise ValueError("invalid character for parameter attribute")
+        if not eq:
+            if attr != "base64" or i != len(params) - 1:
+                last = i == len(params) - 1
+                raise ValueError(
+                    f"expected base64, got {attr}" if last else "invalid character for parameter attribute"
+                )
+            base64_enc = True
+            continue
+        if value.startswith('"'):
+            if len(value) < 2 or not value.endswith('"') or not value.isascii():
+                raise ValueError("unclosed quoted string")
+        elif not value or not all(_token_char(c) for c in value):
+            raise ValueError("invalid character for parameter value")
+    if base64_enc:
+        if not _B64_RE.fullmatch(payload):
+            raise ValueError("invalid data character")
+        if len(payload) % 4 or (payload.endswith("=") and len(payload.rstrip("=")) % 4 == 1):
+            raise ValueError("illegal base64 data (bad padding)")
+        return base64.b64decode(payload)
+    if not _URL_CHARS_RE.fullmatch(payload):
+        raise ValueError("invalid data character")
+    bad = _BAD_ESCAPE_RE.search(payload)
+    if bad is not None:
+        if len(bad.group()) < 3:
+            raise ValueError("rfc2396: unexpected end of unescape sequence")
+        raise ValueError("rfc2396: invalid char 0x25 in unescape sequence")
     return urllib.parse.unquote_to_bytes(payload)

@@ -83,9 +83,33 @@ _SHARED_HANDLES: dict[str, str] = {
 }
 
 
+# merged output path -> (0: from the parent, 1: from the child; the path there)
+Trace = dict[str, tuple[int, str]]
+
+
 def merge_configs(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     """Return ``base`` with ``child`` merged over it; neither input is modified."""
-    return _merge_object(base, child)
+    return _merge_object(base, child, None, "$", "$", "$")
+
+
+def merge_traced(base: dict[str, Any], child: dict[str, Any]) -> tuple[dict[str, Any], Trace]:
+    """``merge_configs`` plus where each merged value came from (Ignition's merge also returns a
+    translation set): every object field and list entry is traced; a copied subtree is traced
+    at its root, so a path below it is found by its nearest traced ancestor."""
+    trace: Trace = {"$": (1, "$")}
+    return _merge_object(base, child, trace, "$", "$", "$"), trace
+
+
+def trace_back(trace: Trace, path: str) -> tuple[int, str]:
+    """Which side ``path`` of the merged document came from, and its path there."""
+    p, suffix = path, ""
+    while p not in trace:
+        if "." not in p:
+            return 0, path
+        p, last = p.rsplit(".", 1)
+        suffix = f".{last}{suffix}"
+    side, there = trace[p]
+    return side, there + suffix
 
 
 def _key_of(field: str, item: Any) -> str:
@@ -94,7 +118,9 @@ def _key_of(field: str, item: Any) -> str:
     return repr(item) if not isinstance(item, str) else item
 
 
-def _merge_object(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+def _merge_object(
+    parent: dict[str, Any], child: dict[str, Any], trace: Trace | None, pp: str, cp: str, rp: str
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     # Every (handle, key) present in any child list of this object, with the list it is in.
     child_index: dict[tuple[str, str], tuple[str, int]] = {}
@@ -107,19 +133,28 @@ def _merge_object(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, An
     for field in _ordered_fields(parent, child):
         p = parent.get(field)
         c = child.get(field)
+        fp, fc, fr = f"{pp}.{field}", f"{cp}.{field}", f"{rp}.{field}"
         if isinstance(p, list) and (c is None or isinstance(c, list)):
             # Run even without a child list: a child entry in a sibling list (a directory at a
             # parent file's path) still removes the parent's entry.
-            merged = _merge_list(field, p, c or [], child, child_index)
+            merged = _merge_list(field, p, c or [], child, child_index, trace, (fp, cp, fr))
             if merged or c is not None:
                 result[field] = merged
+                if trace is not None:
+                    trace[fr] = (1, fc) if c is not None else (0, fp)
         elif c is None:
             if p is not None:
                 result[field] = copy.deepcopy(p)
+                if trace is not None:
+                    trace[fr] = (0, fp)
         elif isinstance(p, dict) and isinstance(c, dict):
-            result[field] = _merge_object(p, c)
+            result[field] = _merge_object(p, c, trace, fp, fc, fr)
+            if trace is not None:
+                trace[fr] = (1, fc)
         else:
             result[field] = copy.deepcopy(c)
+            if trace is not None:
+                trace[fr] = (1, fc)
     return result
 
 
@@ -135,28 +170,47 @@ def _merge_list(
     child: list[Any],
     child_obj: dict[str, Any],
     child_index: dict[tuple[str, str], tuple[str, int]],
+    trace: Trace | None,
+    paths: tuple[str, str, str],
 ) -> list[Any]:
-    if field in _APPEND_ONLY:
-        return copy.deepcopy(parent) + copy.deepcopy(child)
-    handle = _SHARED_HANDLES.get(field, field)
+    pp, cobj, rp = paths  # the parent list's path, the child *object's* path, the result list's path
+
+    def traced(side: int, there: str) -> None:
+        if trace is not None:
+            trace[f"{rp}.{len(out)}"] = (side, there)
+
     out: list[Any] = []
+    if field in _APPEND_ONLY:
+        for i, item in enumerate(parent):
+            traced(0, f"{pp}.{i}")
+            out.append(copy.deepcopy(item))
+        for j, item in enumerate(child):
+            traced(1, f"{cobj}.{field}.{j}")
+            out.append(copy.deepcopy(item))
+        return out
+    handle = _SHARED_HANDLES.get(field, field)
     parent_keys = {_key_of(field, item) for item in parent}
-    for item in parent:
+    for i, item in enumerate(parent):
         hit = child_index.get((handle, _key_of(field, item)))
         if hit is None:
+            traced(0, f"{pp}.{i}")
             out.append(copy.deepcopy(item))
             continue
         child_field, index = hit
         if child_field != field:
             continue  # replaced by an entry of a sibling list (e.g. a file by a directory)
         child_item = child_obj[child_field][index]
+        cpath = f"{cobj}.{child_field}.{index}"
         if isinstance(item, dict) and isinstance(child_item, dict):
             if field == "httpHeaders" and child_item.get("value") is None:
                 continue  # a header with a null value removes the parent's header
-            out.append(_merge_object(item, child_item))
+            traced(1, cpath)
+            out.append(_merge_object(item, child_item, trace, f"{pp}.{i}", cpath, f"{rp}.{len(out)}"))
         else:
+            traced(1, cpath)
             out.append(copy.deepcopy(child_item))
-    for item in child:
+    for j, item in enumerate(child):
         if _key_of(field, item) not in parent_keys:
+            traced(1, f"{cobj}.{field}.{j}")
             out.append(copy.deepcopy(item))
     return out

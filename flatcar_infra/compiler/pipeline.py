@@ -1,8 +1,12 @@
 """Dispatch a source text to its translator, merge snippets, validate the result.
 
-templates (Jinja2, when asked) → parse once → (butane | clc | raw ignition) → merge snippets in
-order → schema + semantic validation. Returns the Ignition document and every diagnostic; bad
-input never raises.
+templates (Jinja2, when asked) → parse once → (butane | clc | raw ignition) → Ignition's
+validation of each translated document → merge snippets in order → validation of the merged
+document. Every problem is reported at once, located in its own file (a snippet's problem blames
+the snippet) through each translator's translation set; bad input never raises.
+
+A problem the output check finds at a source path where the translator already reported an error
+is a consequence of that error (a field dropped for its wrong type), so it is not reported twice.
 """
 
 from __future__ import annotations
@@ -14,9 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from flatcar_infra.compiler.api import SourceKind
-from flatcar_infra.compiler.translated import Translated
-from flatcar_infra.compiler.validate import validate_document
-from flatcar_infra.compiler.yamlsrc import Mark, SourceDoc, YMap, YNode, YScalar, YSeq, parse_yaml
+from flatcar_infra.compiler.translated import Origin, Translated
+from flatcar_infra.compiler.validate import Problem, check_document
+from flatcar_infra.compiler.yamlsrc import (
+    Mark,
+    Placeholders,
+    SourceDoc,
+    YMap,
+    YNode,
+    YScalar,
+    YSeq,
+    json_depth_problem,
+    parse_yaml,
+    size_problem,
+)
 from flatcar_infra.errors import ConfigError, Diagnostic, Severity
 
 
@@ -75,11 +90,10 @@ def _translate(
     use_template = template if template is not None else (variables is not None or filename.endswith(".j2"))
     env = dict(variables or {}) if use_template else None  # None: no template rendering
     main = _part(text, filename, files_dir, platform, env)
-    diags = list(main.translated.diagnostics)
     parts = [main]
+    diags: list[Diagnostic] = []
     for snip_name, snip_text in snippets:
         part = _part(snip_text, snip_name, files_dir, platform, env)
-        diags.extend(part.translated.diagnostics)
         if part.translated.document is not None and part.flavor != main.flavor:
             diags.append(
                 Diagnostic(
@@ -94,36 +108,88 @@ def _translate(
                 )
             )
         parts.append(part)
-    if any(d.is_error for d in diags) or any(p.translated.document is None for p in parts):
-        return TranslateResult(None, main.kind, diags)
+    seen: set[tuple[str, str, str]] = set()
     for part in parts:
+        diags.extend(part.translated.diagnostics)
         doc = part.translated.document
-        assert doc is not None
-        # one warning per path: the translator's (about the source, e.g. "644 is decimal") is the
-        # more useful one, so an output-level warning at the same path is dropped
-        warned = {d.path for d in part.translated.diagnostics if not d.is_error}
-        for d in validate_document(doc, filename=part.filename, mark_for=part.translated.mark_for):
-            if d.is_error or d.path not in warned:
-                diags.append(d)
+        if doc is not None:
+            diags.extend(_located(check_document(doc), part, part.translated.diagnostics, seen))
     document = main.translated.document
-    assert document is not None
-    if len(parts) > 1:
-        from flatcar_infra.compiler.merge import merge_configs
-
-        for part in parts[1:]:
-            assert part.translated.document is not None
-            document = merge_configs(document, _explicit_compression(part.translated.document))
-        seen = {(d.path, d.message) for d in diags}
-        for d in validate_document(document, filename=filename, mark_for=main.translated.mark_for):
-            if (d.path, d.message) not in seen:
-                diags.append(
-                    Diagnostic(
-                        d.file, d.line, d.col, d.severity, f"after merging snippets: {d.message}", d.path
-                    )
-                )
-    if any(d.is_error for d in diags):
+    if len(parts) > 1 and all(p.translated.document is not None for p in parts):
+        diags.extend(_merged(parts, seen))
+        document = _merge_all(parts)[0]
+    if any(d.is_error for d in diags) or document is None:
         return TranslateResult(None, main.kind, diags)
     return TranslateResult(document, main.kind, diags)
+
+
+def _located(
+    problems: list[Problem], part: _Part, earlier: Sequence[Diagnostic], seen: set[tuple[str, str, str]]
+) -> list[Diagnostic]:
+    """The output problems of one part, at their source, minus consequences of earlier errors and
+    warnings the translator already gave (about the source, they are the more useful ones)."""
+    errors = [_parts(d.path) for d in earlier if d.is_error]
+    warned = {d.path for d in earlier if not d.is_error}
+    out = []
+    for severity, path, message in problems:
+        src, mark = part.translated.locate(path)
+        if severity is Severity.WARNING and src in warned:
+            continue
+        here = _parts(src)
+        if any(_related(here, e) for e in errors):
+            continue
+        seen.add((part.filename, src, message))
+        out.append(Diagnostic(part.filename, mark.line, mark.col, severity, message, src))
+    return out
+
+
+def _parts(path: str) -> list[str]:
+    return path.split(".")
+
+
+def _related(a: list[str], b: list[str]) -> bool:
+    n = min(len(a), len(b))
+    return n > 1 and a[:n] == b[:n]
+
+
+def _merge_all(parts: list[_Part]) -> tuple[dict[str, Any], list[dict[str, tuple[int, str]]]]:
+    from flatcar_infra.compiler.merge import merge_traced
+
+    document = parts[0].translated.document
+    assert document is not None
+    traces = []
+    for part in parts[1:]:
+        assert part.translated.document is not None
+        document, trace = merge_traced(document, _explicit_compression(part.translated.document))
+        traces.append(trace)
+    return document, traces
+
+
+def _merged(parts: list[_Part], seen: set[tuple[str, str, str]]) -> list[Diagnostic]:
+    """Problems only the merged document has, blamed on the file (main or snippet) and line that
+    contributed the offending value."""
+    from flatcar_infra.compiler.merge import trace_back
+
+    document, traces = _merge_all(parts)
+    out = []
+    for severity, path, message in check_document(document):
+        p, owner = path, 0
+        for k in range(len(traces) - 1, -1, -1):
+            side, p = trace_back(traces[k], p)
+            if side == 1:
+                owner = k + 1
+                break
+        part = parts[owner]
+        src, mark = part.translated.locate(p)
+        if (part.filename, src, message) in seen:
+            continue
+        seen.add((part.filename, src, message))
+        out.append(
+            Diagnostic(
+                part.filename, mark.line, mark.col, severity, f"after merging snippets: {message}", src
+            )
+        )
+    return out
 
 
 def _part(
@@ -133,27 +199,29 @@ def _part(
     platform: str | None,
     variables: Mapping[str, Any] | None,
 ) -> _Part:
+    too_big = size_problem(text, filename)
+    if too_big is not None:
+        return _Part(filename, _guess_kind(text), Translated(None, [too_big]), "?")
+    values: Placeholders | None = None
     if variables is not None:
         from flatcar_infra.compiler.templates import render_template
 
         try:
-            text = render_template(text, filename, variables)
+            rendered = render_template(text, filename, variables)
         except ConfigError as exc:
             return _Part(filename, _guess_kind(text), Translated(None, list(exc.diagnostics)), "?")
+        text, values = rendered.text, rendered.placeholders
     stripped = text.lstrip()
     if stripped.startswith("{"):
-        raw = _raw_ignition(text, filename)
+        raw = _raw_ignition(text, filename, values)
         if raw is not None:
             return raw
-    doc = parse_yaml(text, filename)
+    doc = parse_yaml(text, filename, values=values)
     if isinstance(doc.root, YMap) and "variant" in doc.root:
         from flatcar_infra.compiler.butane import translate_butane
 
         tr = translate_butane(doc, files_dir=files_dir)
         return _Part(filename, "butane", tr, _butane_flavor(doc))
-    if doc.root is None and not doc.diagnostics:
-        empty = Diagnostic(filename, 1, 1, Severity.ERROR, "empty config", "$")
-        return _Part(filename, "clc", Translated(None, [empty]), "clc")
     from flatcar_infra.compiler.clc import translate_clc
 
     return _Part(filename, "clc", translate_clc(doc, files_dir=files_dir, platform=platform), "clc")
@@ -175,34 +243,53 @@ def _butane_flavor(doc: SourceDoc) -> str:
     return " ".join(parts)
 
 
-def _raw_ignition(text: str, filename: str) -> _Part | None:
+def _raw_ignition(text: str, filename: str, values: Placeholders | None = None) -> _Part | None:
     """Raw Ignition JSON passes through unchanged; positions come from reading the JSON as YAML
-    (JSON is YAML), so problems still point at a line. ``None``: not an Ignition document."""
+    (JSON is YAML), so problems still point at a line. ``None``: not an Ignition document.
+    Template values (``values``) go into the JSON strings after parsing, like into YAML scalars."""
+    too_deep = json_depth_problem(text, filename)
+    if too_deep is not None:
+        return _Part(filename, "ignition", Translated(None, [too_deep]), "?")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         if '"ignition"' not in text:
             return None  # a YAML flow mapping, perhaps: let the YAML path decide
-        d = Diagnostic(filename, exc.lineno, exc.colno, Severity.ERROR, f"invalid JSON: {exc.msg}", "$")
+        msg = f"invalid JSON: {exc.msg}"
+        if values is not None and text[exc.pos : exc.pos + 1] == values.open:
+            msg += " (a template value outside a JSON string: quote it, or use | tojson)"
+        d = Diagnostic(filename, exc.lineno, exc.colno, Severity.ERROR, msg, "$")
         return _Part(filename, "ignition", Translated(None, [d]), "?")
     if not (isinstance(doc, dict) and isinstance(doc.get("ignition"), dict)):
         return None
-    marks: dict[str, Mark] = {}
-    positioned = parse_yaml(text, filename)
+    if values is not None:
+        doc = _substitute(doc, values)
+    origins: dict[str, Origin] = {}
+    positioned = parse_yaml(text, filename, values=values)
     if positioned.root is not None:
-        _collect_marks(positioned.root, "$", marks)
+        _collect_origins(positioned.root, "$", origins)
     version = doc["ignition"].get("version")
-    return _Part(filename, "ignition", Translated(doc, [], marks), f"ignition {version}")
+    return _Part(filename, "ignition", Translated(doc, [], origins), f"ignition {version}")
 
 
-def _collect_marks(node: YNode, path: str, marks: dict[str, Mark]) -> None:
-    marks[path] = node.mark
+def _substitute(value: Any, values: Placeholders) -> Any:
+    if isinstance(value, str):
+        return values.sub(value)
+    if isinstance(value, dict):
+        return {values.sub(k): _substitute(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values) for v in value]
+    return value
+
+
+def _collect_origins(node: YNode, path: str, origins: dict[str, Origin]) -> None:
+    origins[path] = Origin(path, node.mark)
     if isinstance(node, YMap):
         for key, child in node.items.items():
-            _collect_marks(child, f"{path}.{key}", marks)
+            _collect_origins(child, f"{path}.{key}", origins)
     elif isinstance(node, YSeq):
         for i, child in enumerate(node.items):
-            _collect_marks(child, f"{path}.{i}", marks)
+            _collect_origins(child, f"{path}.{i}", origins)
 
 
 def _explicit_compression(doc: Any) -> Any:
@@ -220,3 +307,6 @@ def _explicit_compression(doc: Any) -> Any:
     if isinstance(doc, list):
         return [_explicit_compression(v) for v in doc]
     return doc
+
+
+__all__ = ["Mark", "TranslateResult", "translate"]

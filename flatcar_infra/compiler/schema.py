@@ -1,6 +1,7 @@
 """The Ignition JSON Schemas we validate output against, loaded and compiled once per version.
 
-The schema files in ``schema/`` were written from the Ignition spec documents (3.3.0, 3.4.0).
+The schema files in ``schema/`` were written from the Ignition spec documents; the version
+registry (``versions.py``) names the file of each spec version.
 Building a ``jsonschema`` validator is far slower than running one, so each is built once and cached.
 
 ``jsonschema`` walks a document through a generic interpreter, which made validation the largest
@@ -16,12 +17,15 @@ import json
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+if TYPE_CHECKING:  # imported when a document has a problem to word (CLI start-up time)
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+from flatcar_infra.compiler.versions import IGNITION_SPECS
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
-SUPPORTED_VERSIONS = ("3.3.0", "3.4.0")
+SUPPORTED_VERSIONS = tuple(IGNITION_SPECS)
 
 
 @cache
@@ -29,7 +33,7 @@ def schema(version: str) -> dict[str, Any]:
     """The schema document for an Ignition spec ``version`` (one of ``SUPPORTED_VERSIONS``)."""
     if version not in SUPPORTED_VERSIONS:
         raise KeyError(version)
-    doc: dict[str, Any] = json.loads((SCHEMA_DIR / f"ignition-{version}.json").read_text("utf-8"))
+    doc: dict[str, Any] = json.loads((SCHEMA_DIR / IGNITION_SPECS[version].schema).read_text("utf-8"))
     return doc
 
 
@@ -37,6 +41,8 @@ def schema(version: str) -> dict[str, Any]:
 def validator(version: str) -> Draft202012Validator:
     """The validator, over a copy of the schema with its (non-recursive) ``$ref``s inlined:
     resolving references dominates validation time otherwise."""
+    from jsonschema import Draft202012Validator
+
     doc = schema(version)
     return Draft202012Validator(_inline_refs(doc, doc.get("$defs", {})))
 

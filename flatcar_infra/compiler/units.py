@@ -5,32 +5,34 @@ compiled here and by Butane sets up the same machine.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
+_PLAIN = frozenset(b":_.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
 def escape_path(path: str) -> str:
-    """``systemd-escape --path PATH``: ``/var/lib/data`` → ``var-lib-data``, ``-`` → ``\\x2d``.
-
-    The path is simplified first (duplicate and trailing slashes, ``.`` components); ``/`` is ``-``.
-    """
-    simplified = posixpath.normpath("/" + path) if path else "/"
-    # normpath keeps a leading "//"; systemd collapses it like any other duplicate slash
-    stripped = simplified.strip("/")
-    if not stripped:
-        return "-"
+    """``systemd-escape --path`` as Butane computes it (go-systemd ``UnitNamePathEscape``):
+    repeated, leading and trailing ``/`` dropped, ``/`` → ``-``, a leading ``.`` and every byte
+    outside ``[A-Za-z0-9:_.]`` → ``\\x`` + its hex (``\\x2d`` for ``-``, ``\\xa`` for a newline:
+    no zero padding). ``.``/``..`` components are kept as they are."""
     out: list[str] = []
-    for i, ch in enumerate(stripped):
-        if ch == "/":
-            out.append("-")
-        elif ch in _PLAIN and not (i == 0 and ch == "."):
-            out.append(ch)
+    in_slashes = False
+    start = True
+    for b in path.encode("utf-8", errors="surrogateescape"):
+        if b == 0x2F:  # "/"
+            in_slashes = True
+            continue
+        if in_slashes:
+            in_slashes = False
+            if not start:
+                out.append("-")
+        if (start and b == 0x2E) or b not in _PLAIN:
+            out.append(f"\\x{b:x}")
         else:
-            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8"))
-    return "".join(out)
+            out.append(chr(b))
+        start = False
+    return "".join(out) or "-"
 
 
 @dataclass(frozen=True)

@@ -19,26 +19,16 @@ the rollout; the rollout also waits for every machine's hosting object and insta
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from flatcar_infra.components.args import (
-    AwsMachineArgs,
-    Delivery,
-    DigitalOceanMachineArgs,
-    ExistingMachineArgs,
-    MachineCommon,
-)
-from flatcar_infra.components.machines import (
-    AwsMachine,
-    DigitalOceanMachine,
-    ExistingMachine,
-    FlatcarMachine,
-    depends_on_of,
-)
+from flatcar_infra.components.args import Delivery, MachineCommon
+from flatcar_infra.components.config import ConfigOutput
+from flatcar_infra.components.machines import FlatcarMachine, depends_on_of
 from flatcar_infra.errors import UserError
 from flatcar_infra.rollout.policy import RolloutPolicy
 from flatcar_infra.rollout.schedule import plan_waves
@@ -49,8 +39,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FleetArgs:
-    """``machines``: name → the machine's args, in rollout order (the default waves follow it).
-    ``rollout``: how changes move through the fleet (``RolloutPolicy``)."""
+    """``machines``: name → the machine's args (``ExistingMachineArgs``, ``AwsMachineArgs``, any
+    target's ``<X>MachineArgs``), in rollout order (the default waves follow it). ``rollout``: how
+    changes move through the fleet (``RolloutPolicy``)."""
 
     machines: Mapping[str, MachineCommon]
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
@@ -59,9 +50,10 @@ class FleetArgs:
         if not self.machines:
             raise pulumi.RunError("FleetArgs.machines: a fleet needs at least one machine")
         for name, args in self.machines.items():
-            if not isinstance(args, ExistingMachineArgs | AwsMachineArgs | DigitalOceanMachineArgs):
-                raise pulumi.RunError(f"FleetArgs.machines[{name!r}]: expected ExistingMachineArgs, "
-                                      f"AwsMachineArgs or DigitalOceanMachineArgs, got {type(args).__name__}")
+            if not isinstance(args, MachineCommon):
+                raise pulumi.RunError(f"FleetArgs.machines[{name!r}]: expected a machine's args (Existing"
+                                      f"MachineArgs, AwsMachineArgs, ...), got {type(args).__name__}")
+            _machine_class(type(args))  # an args class without a machine component fails here
             if args.policy.strategy == "replace":
                 raise pulumi.RunError(f"FleetArgs.machines[{name!r}]: strategy 'replace' replaces the "
                                       "instance itself; a rollout applies changes in place (in-place or "
@@ -73,24 +65,30 @@ class _Wiring:
     """What a machine hands the fleet instead of creating its own ``Reprovision``."""
 
     args: MachineCommon
+    config: ConfigOutput  # with the machine's SSH access merged in: what is delivered
     host: pulumi.Input[str]
     port: pulumi.Input[int]
     host_key: pulumi.Input[str] | None
     delivery: Delivery
     config_url: pulumi.Input[str] | None
     depends_on: Sequence[pulumi.Resource]
+    machine_identity: pulumi.Input[str] | None
+    platform_keys: pulumi.Input[Sequence[pulumi.Input[str]]] | None
 
 
 class _Member(FlatcarMachine):
-    """A machine inside a fleet: everything but the ``Reprovision`` and the hook commands."""
+    """Mixed in before a machine component: everything of the machine but its ``Reprovision``
+    and hook commands, which the fleet's rollout does instead."""
 
     _wiring: _Wiring
 
     def _wire(self, name: str, args: MachineCommon, *, host: pulumi.Input[str], port: pulumi.Input[int],
               host_key: pulumi.Input[str] | None, delivery: Delivery, config_url: pulumi.Input[str] | None,
-              depends_on: Sequence[pulumi.Resource]) -> None:
-        self._wiring = _Wiring(args, host, port, host_key, delivery, config_url, list(depends_on))
-        self.config_hash = args.config.hash
+              depends_on: Sequence[pulumi.Resource], machine_identity: pulumi.Input[str] | None = None,
+              platform_keys: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None) -> None:
+        self._wiring = _Wiring(args, self.config, host, port, host_key, delivery, config_url,
+                               [*depends_on, *self._user_depends_on], machine_identity, platform_keys)
+        self.config_hash = self.config.hash
 
     def _finish(self) -> None:
         """Deferred: the applied hash and host key come from the fleet's rollout (``_joined``)."""
@@ -104,26 +102,26 @@ class _Member(FlatcarMachine):
         FlatcarMachine._finish(self)
 
 
-class _ExistingMember(_Member, ExistingMachine):
-    pass
+_MEMBERS: dict[type, type[_Member]] = {}
 
 
-class _AwsMember(_Member, AwsMachine):
-    pass
+def _machine_class(args_type: type) -> type[FlatcarMachine]:
+    """``<X>MachineArgs`` → ``<X>Machine`` of the same target module."""
+    module = importlib.import_module(args_type.__module__)
+    machine = getattr(module, args_type.__name__.removesuffix("Args"), None)
+    if not (isinstance(machine, type) and issubclass(machine, FlatcarMachine)):
+        raise pulumi.RunError(f"{args_type.__name__}: no machine component next to it for a fleet")
+    return machine
 
 
-class _DigitalOceanMember(_Member, DigitalOceanMachine):
-    pass
-
-
-def _member(name: str, args: MachineCommon, parent: pulumi.Resource) -> _Member:
-    opts = pulumi.ResourceOptions(parent=parent)
-    if isinstance(args, ExistingMachineArgs):
-        return _ExistingMember(name, args, opts)
-    if isinstance(args, AwsMachineArgs):
-        return _AwsMember(name, args, opts)
-    assert isinstance(args, DigitalOceanMachineArgs)
-    return _DigitalOceanMember(name, args, opts)
+def _new_member(name: str, args: MachineCommon, parent: pulumi.Resource) -> _Member:
+    """The machine's own component class with ``_Member`` mixed in (same type token)."""
+    cls: Any = _MEMBERS.get(type(args))
+    if cls is None:
+        machine = _machine_class(type(args))
+        cls = _MEMBERS[type(args)] = type(f"Fleet{machine.__name__}", (_Member, machine), {})
+    member: _Member = cls(name, args, pulumi.ResourceOptions(parent=parent))
+    return member
 
 
 class Fleet(pulumi.ComponentResource):
@@ -144,7 +142,7 @@ class Fleet(pulumi.ComponentResource):
             waves = plan_waves(names, args.rollout)
         except UserError as exc:
             raise pulumi.RunError(f"Fleet {name}: {exc}") from None
-        members = {n: _member(n, a, self) for n, a in args.machines.items()}
+        members = {n: _new_member(n, a, self) for n, a in args.machines.items()}
         plan: dict[str, dict[str, Any]] = {}
         deps: list[pulumi.Resource] = depends_on_of(opts)
         for wave in waves:
@@ -154,15 +152,15 @@ class Fleet(pulumi.ComponentResource):
                 a = w.args
                 plan[wave.key()][n] = {
                     "host": w.host, "port": w.port, "user": a.ssh.user, "host_key": w.host_key,
-                    "config_hash": a.config.hash, "manifest": a.config.manifest,
+                    "config_hash": w.config.hash, "manifest": w.config.manifest,
                     "policy": a.policy.to_dict(), "delivery": w.delivery, "config_url": w.config_url,
-                    "machine_identity": None, "platform_keys": [],
+                    "machine_identity": w.machine_identity, "platform_keys": w.platform_keys or [],
                     "hooks": {"before": a.hooks.before, "after": a.hooks.after},
                 }
                 deps += w.depends_on
         self.rollout = Rollout(
             f"{name}-rollout", waves=plan, order=names, rollout=args.rollout,
-            configs={n: a.config.canonical for n, a in args.machines.items()},
+            configs={n: m._wiring.config.canonical for n, m in members.items()},
             private_keys={n: a.ssh.private_key for n, a in args.machines.items()},
             opts=pulumi.ResourceOptions(parent=self, depends_on=deps))
         self.verdict = RolloutVerdict(f"{name}-verdict", rollout=self.rollout, fleet=name,

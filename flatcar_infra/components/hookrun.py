@@ -3,6 +3,11 @@
 ``pulumi-command``'s remote connection cannot pin a host key, so hooks run as a
 ``pulumi_command.local.Command`` invoking this module with the target in its (secret)
 environment, through the project's one SSH transport. Exit status is the command's.
+
+The command stored in the state is ``HOOK_COMMAND``, the same text on every machine: the
+interpreter is resolved when the hook runs (``$FLATCAR_INFRA_PYTHON``, else ``python3`` on
+``PATH``), so ``pulumi up`` from another checkout or laptop does not see a changed command and
+rerun every hook.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from flatcar_infra.errors import UserError
 from flatcar_infra.ssh import SshTarget, connect, run_sync
 
 ENV_PREFIX = "FLATCAR_INFRA_HOOK_"
+HOOK_COMMAND = '"${FLATCAR_INFRA_PYTHON:-python3}" -m flatcar_infra.components.hookrun'
+"""Run by ``/bin/sh -c`` (pulumi-command's interpreter). Set ``FLATCAR_INFRA_PYTHON`` to the
+virtualenv's python when ``python3`` on ``PATH`` cannot import flatcar_infra."""
 
 
 def main() -> int:

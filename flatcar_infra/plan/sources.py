@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from flatcar_infra.access import finish
 from flatcar_infra.compiler import CompiledConfig, compile_config
 from flatcar_infra.errors import ConfigError, Diagnostic, UserError
 from flatcar_infra.plan.effect import Notice
@@ -30,8 +31,9 @@ from flatcar_infra.stackconfig import (
     SecureValue,
     StackSpec,
     load_stack_file,
+    login_public_key,
+    machine_access,
     machine_variables,
-    read_ssh_public_key,
     resolve_path,
 )
 
@@ -197,6 +199,8 @@ def _compile(
     variables: Mapping[str, str] | None,
     snippets: Sequence[tuple[str, str]],
     platform: str | None,
+    *,
+    stamp: bool = True,
 ) -> CompiledConfig:
     # Stamped, as the stack program compiles it: the manifest (and so ``pulumi preview``) has the
     # stamp file ``/etc/flatcar-infra/config-hash`` too.
@@ -207,7 +211,7 @@ def _compile(
         variables=variables,
         snippets=snippets,
         platform=platform,
-        stamp_config=True,
+        stamp_config=stamp,
     )
 
 
@@ -282,10 +286,11 @@ def _relabel(exc: UserError, tree: _Tree) -> UserError:
 SSH_KEY_PLACEHOLDER = "ssh-ed25519 (the reprovisioner's login key)"
 
 
-def _ssh_public_key(spec: StackSpec, project_dir: Path) -> str:
-    """The ``ssh_public_key`` template variable, as the stack program passes it."""
+def _ssh_public_key(spec: StackSpec, machine: MachineSpec, project_dir: Path) -> str:
+    """The ``ssh_public_key`` template variable (and the first authorized key), as the stack
+    program passes it."""
     try:
-        return read_ssh_public_key(spec, project_dir) or SSH_KEY_PLACEHOLDER
+        return login_public_key(spec, machine, project_dir) or SSH_KEY_PLACEHOLDER
     except (UserError, KeyError):
         return SSH_KEY_PLACEHOLDER
 
@@ -298,7 +303,9 @@ def _variables(spec: MachineSpec, ssh_public_key: str) -> dict[str, str] | None:
     return {k: f"{SECRET_MARKER}{k}" if isinstance(v, SecureValue) else v for k, v in variables.items()}
 
 
-def _compile_machine(tree: _Tree, spec: MachineSpec, ssh_public_key: str) -> CompiledConfig:
+def _compile_machine(tree: _Tree, stack: StackSpec, spec: MachineSpec, ssh_public_key: str) -> CompiledConfig:
+    """The config the stack program delivers: compiled, the machine's SSH access merged in
+    (``stackconfig.machine_access``, as the machine components do), stamped."""
     config = resolve_path(tree.root, spec.config)
     label = _display(tree, config)
     text = _read_text(config, label)
@@ -308,7 +315,11 @@ def _compile_machine(tree: _Tree, spec: MachineSpec, ssh_public_key: str) -> Com
         sp = resolve_path(tree.root, s)
         snippets.append((_display(tree, sp), _read_text(sp, _display(tree, sp))))
     try:
-        return _compile(text, label, files_dir, _variables(spec, ssh_public_key), snippets, spec.platform)
+        compiled = _compile(
+            text, label, files_dir, _variables(spec, ssh_public_key), snippets, spec.platform, stamp=False
+        )
+        doc = machine_access(stack, spec, ssh_public_key).apply(compiled.ignition)
+        return finish(doc, source_kind=compiled.source_kind, warnings=compiled.warnings)
     except UserError as exc:
         raise _relabel(exc, tree) from None
 
@@ -386,13 +397,19 @@ def plan_stacks(
             assert spec_for_policy is not None
             policy = Policy.from_dict(spec_for_policy.policy)
             key_tree = new_tree if new_spec is not None or old_tree is None else old_tree
-            ssh_key = _ssh_public_key(spec_for_policy, key_tree.root)
+            # One login key for both sides unless the ssh settings changed (a key rotation shows)
+            same_ssh = old_spec is None or new_spec is None or old_spec.ssh == new_spec.ssh
             old_m = {m.name: m for m in old_spec.machines} if old_spec else {}
             new_m = {m.name: m for m in new_spec.machines} if new_spec else {}
             for mname in sorted(set(old_m) | set(new_m), key=_machine_order(old_m, new_m)):
                 o, n = old_m.get(mname), new_m.get(mname)
-                a = _compile_machine(old_tree, o, ssh_key) if o is not None and old_tree is not None else None
-                b = _compile_machine(new_tree, n, ssh_key) if n is not None else None
+                key = _ssh_public_key(spec_for_policy, (n or o), key_tree.root)  # type: ignore[arg-type]
+                a = b = None
+                if o is not None and old_tree is not None and old_spec is not None:
+                    old_key = key if same_ssh else _ssh_public_key(old_spec, o, old_tree.root)
+                    a = _compile_machine(old_tree, old_spec, o, old_key)
+                if n is not None and new_spec is not None:
+                    b = _compile_machine(new_tree, new_spec, n, key)
                 machines.append(
                     plan_machine(
                         mname,

@@ -559,9 +559,8 @@ def test_error_decimal_mode_is_a_warning() -> None:
         (
             "storage:\n  files:\n    - path: /x\n      mode: 0644\n    - path: /x\n      mode: 0644\n",
             5,
-            "twice",
+            "duplicate entry",
         ),
-        ("systemd:\n  units:\n    - name: a.service\n    - name: a.service\n", 4, "twice"),
         ("locksmith: {reboot_strategy: sometimes}\n", 1, "reboot strategy"),
         ("locksmith: {window_start: 'Sun 25:00', window_length: 1h}\n", 1, "window_start"),
         ("locksmith: {window_start: 'Sun 1:00'}\n", 1, "window_length"),
@@ -592,13 +591,64 @@ def test_error_decimal_mode_is_a_warning() -> None:
         ("storage:\n  files:\n  - path: /x\n    path: /y\n", 4, "duplicate key"),
         ("storage: {files: [{path: /x\n", 2, "YAML"),
         ("storage: {files: [{path: /x, contents: {inline: !!binary '***'}}]}\n", 1, "base64"),
-        ("systemd: {units: [{name: a.service, dropins: [{name: x.conf}, {name: x.conf}]}]}\n", 1, "twice"),
+        (
+            "systemd: {units: [{name: a.service, dropins: [{name: x.conf}, {name: x.conf}]}]}\n",
+            1,
+            "duplicate",
+        ),
+        ("networkd: {units: [{name: a.network, contents: '[Match'}]}\n", 1, "end of section"),
+        ("etcd: {name: '{HOSTNAME'}\n", 1, "platform must be specified"),
+        ("passwd: {users: [{name: a, uid: 1, create: {shell: /bin/sh}}]}\n", 1, "create object and the user"),
+        ("storage: {files: [{path: /x, mode: 0644, append: true, overwrite: true}]}\n", 1, "append and"),
     ],
 )
 def test_error_classes(text: str, line: int, needle: str) -> None:
     errors = fail(text)
     assert any(needle in d.message and d.line == line for d in errors), errors
     assert all(d.file == "cl.yaml" and d.path.startswith("$") for d in errors)
+
+
+def test_a_unit_given_twice_is_one_unit() -> None:
+    """Flatcar's converter merges a unit listed twice: later fields win, drop-ins accumulate."""
+    doc = clc("""
+        systemd:
+          units:
+            - name: a.service
+              contents: "[Service]\\nExecStart=/bin/true\\n[Install]\\nWantedBy=multi-user.target"
+              dropins: [{name: 10.conf, contents: "[Service]\\nA=1"}]
+            - name: a.service
+              enabled: true
+              dropins: [{name: 20.conf, contents: "[Service]\\nB=1"}]
+        """).ignition
+    (unit,) = doc["systemd"]["units"]
+    assert unit["enabled"] is True and unit["contents"].startswith("[Service]")
+    assert [d["name"] for d in unit["dropins"]] == ["10.conf", "20.conf"]
+
+
+def test_errors_are_reported_all_at_once() -> None:
+    """A bad entry does not hide the others, nor the checks of the output (ct's own test)."""
+    errors = fail("""
+        storage:
+          files:
+            - {path: opt/file1, mode: 0644}
+            - path: /opt/file2
+              mode: 0644
+              contents: {remote: {url: 'httpz://example.com/file2'}}
+        systemd:
+          units: [{name: nosuffix}]
+        """)
+    assert sorted((d.line, d.path) for d in errors) == [
+        (4, "$.storage.files.0.path"),
+        (7, "$.storage.files.1.contents.source"),
+        (9, "$.systemd.units.0.name"),
+    ]
+
+
+def test_empty_config_is_an_empty_config_with_a_warning() -> None:
+    for text in ("", "\n# nothing\n", "~\n"):
+        compiled = clc(text)
+        assert compiled.ignition == {"ignition": {"version": "3.3.0"}}
+        assert [w.message for w in compiled.warnings] == ["Configuration is empty"]
 
 
 def test_error_local_contents(tmp_path: Path) -> None:

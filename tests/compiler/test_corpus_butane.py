@@ -1,5 +1,7 @@
-"""Every Butane config of the shared corpus compiles and passes the REAL ``ignition-validate``;
-the known-invalid one fails with a located error; documented outputs match semantically.
+"""Every Butane config of the shared corpus compiles as the real Butane compiles it: the same
+Ignition (by meaning) as Butane v0.29's output kept beside it (``*.butane-v0.29.ign.json``), and
+the REAL ``ignition-validate`` accepts it; what Butane rejects we reject, with a located error;
+documented outputs match semantically.
 
 The corpus lives beside the repository (``<repo>/../shared/corpus``) or at ``$FLATCAR_INFRA_CORPUS``.
 """
@@ -8,14 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flatcar_infra.compiler import compile_file
+from flatcar_infra.compiler import compile_config, compile_file
 from flatcar_infra.compiler.dataurl import decode_data_url
 from flatcar_infra.errors import ConfigError
+from tests.compiler.conformance import restore_links
 from tests.support.ignition import (
     CORE_USER,
     apply_config,
@@ -27,12 +33,24 @@ from tests.support.ignition import (
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("FLATCAR_INFRA_CORPUS", REPO.parent / "shared" / "corpus"))
 BUTANE = CORPUS / "butane"
-FILES = BUTANE / "files"
+# The files dir, with the symbolic link its tree holds (see ``conformance.LINKS``).
+_FILES_COPY = tempfile.TemporaryDirectory(prefix="corpus-files-")
+FILES = Path(_FILES_COPY.name) / "files"
+if (BUTANE / "files").is_dir():
+    shutil.copytree(BUTANE / "files", FILES, symlinks=True)
+    restore_links(FILES, ["tree/directory/symlink"])
 
 if not BUTANE.is_dir() and not os.environ.get("CI"):  # on CI a missing corpus fails
     pytest.skip(f"corpus not found at {CORPUS} (set FLATCAR_INFRA_CORPUS)", allow_module_level=True)
 
-VALID = sorted(p for p in BUTANE.glob("*.yaml") if "INVALID" not in p.name)
+
+def _real_butane(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".yaml") + ".butane-v0.29.ign.json")
+
+
+# The real Butane compiled these (its output is kept beside them); it rejected the others.
+VALID = sorted(p for p in BUTANE.glob("*.yaml") if _real_butane(p).exists())
+REJECTED = sorted(p for p in BUTANE.glob("*.yaml") if not _real_butane(p).exists())
 INVALID = sorted(BUTANE.glob("*-INVALID.yaml"))
 EXPECTED = sorted(BUTANE.glob("*.expected.ign.json"))
 
@@ -69,6 +87,40 @@ APPLIABLE = [p for p in VALID if _appliable(p)]
 def test_corpus_is_there() -> None:
     assert len(VALID) >= 30 and INVALID and EXPECTED
     assert len(APPLIABLE) >= 20
+    assert {p.name for p in REJECTED} >= {p.name for p in INVALID}
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
+def test_corpus_config_means_what_real_butane_outputs(path: Path) -> None:
+    """By meaning (data URLs decoded, gzip inflated, ``compression: ""`` = absent), and with no
+    warning Butane would not give either (its ``--strict`` would fail otherwise)."""
+    compiled = compile_file(path, files_dir=FILES)
+    assert normalize(compiled.ignition) == normalize(json.loads(_real_butane(path).read_text()))
+
+
+@pytest.mark.parametrize("path", REJECTED, ids=lambda p: p.name)
+def test_corpus_config_butane_rejects_is_rejected(path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        compile_file(path, files_dir=FILES)
+    errors = [d for d in info.value.diagnostics if d.is_error]
+    assert errors and all(d.line > 0 and d.col > 0 and d.path.startswith("$.") for d in errors)
+
+
+def test_clevis_needs_the_experimental_version() -> None:
+    """Butane's flatcar 1.0.0/1.1.0 refuse ``storage.luks.clevis``; 1.2.0-experimental takes it."""
+    path = BUTANE / "34-butane-docs-luks-static-tpm-tang.yaml"
+    with pytest.raises(ConfigError) as info:
+        compile_file(path, files_dir=FILES)
+    assert {d.path for d in info.value.diagnostics if d.is_error} == {
+        "$.storage.luks.1.clevis",
+        "$.storage.luks.2.clevis",
+    }
+    text = re.sub(r"(?m)^version: .*$", "version: 1.2.0-experimental", path.read_text())
+    compiled = compile_config(text, filename=path.name, files_dir=FILES)
+    assert compiled.version == "3.5.0-experimental"
+    luks = compiled.ignition["storage"]["luks"]
+    assert luks[1]["clevis"] == {"tpm2": True}
+    assert luks[2]["clevis"]["tang"][0]["url"] == "https://tang.example.com"
 
 
 @pytest.mark.ignition

@@ -113,9 +113,12 @@ def test_stdin_input(monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.Captu
     import io
     import sys
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO(WARN.replace("644", "0644")))
+    def stdin(text: str) -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8")
+
+    monkeypatch.setattr(sys, "stdin", stdin(WARN.replace("644", "0644")))
     assert cli("render", "-") == 0
     assert json.loads(capsysbinary.readouterr().out)["storage"]["files"][0]["mode"] == 0o644
-    monkeypatch.setattr(sys, "stdin", io.StringIO(BAD))
+    monkeypatch.setattr(sys, "stdin", stdin(BAD))
     assert cli("render", "-") == 1
     assert b"<stdin>:5:13: error: path 'etc/x' must be absolute" in capsysbinary.readouterr().err

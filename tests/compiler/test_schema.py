@@ -121,8 +121,8 @@ def test_quick_check_agrees_on_the_corpus_outputs() -> None:
 
     corpus = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "butane"
     for src in sorted(corpus.glob("*.yaml")):
-        if "INVALID" in src.name:
-            continue
+        if not src.with_suffix(".butane-v0.29.ign.json").exists():
+            continue  # real Butane rejects it (09-*-INVALID, 34-*'s clevis): so do we
         doc = compile_file(src, files_dir=corpus / "files").ignition
         v = doc["ignition"]["version"]
         assert quick_check(v)(doc) is True and validator(v).is_valid(doc)

@@ -42,6 +42,8 @@ storage:
 
 
 REPROVISION_TYPE = "pulumi-python:dynamic/flatcar-infra:Reprovision"
+LOCAL_OBJECT_TYPE = "pulumi-python:dynamic/flatcar-infra:LocalConfigObject"
+DYNAMIC_PREFIX = "pulumi-python:dynamic/"
 
 
 @dataclass
@@ -56,9 +58,11 @@ class Registered:
     inputs: dict[str, Any]  # secrets still wrapped (``rpc.is_rpc_secret``)
     delete_before_replace: bool
     replace_on_changes: tuple[str, ...]
+    ignore_changes: tuple[str, ...]
     replacement_trigger: Any
     additional_secret_outputs: tuple[str, ...]
     outputs: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
 
     def plain(self, key: str) -> Any:
         value = self.inputs.get(key)
@@ -112,12 +116,42 @@ def _fake_ip(name: str) -> str:
     return f"203.0.113.{h[0] % 250 + 1}"
 
 
-class FakeCloud(pulumi.runtime.Mocks):
-    """Outputs the clouds would compute, deterministically from the inputs (no network)."""
+_HOST_KEYS: dict[str, tuple[str, str]] = {}
 
-    def __init__(self, graph: Graph, dynamic: Callable[[mocks.MockResourceArgs], dict[str, Any]] | None):
+
+def generated_key(name: str) -> tuple[str, str]:
+    """An ED25519 key per resource name, generated once per session like the tls provider keeps
+    its key in state (an OpenSSH private key export is salted, so it is not derived)."""
+    if name not in _HOST_KEYS:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ).decode()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        _HOST_KEYS[name] = (private, public.decode() + "\n")
+    return _HOST_KEYS[name]
+
+
+class FakeCloud(pulumi.runtime.Mocks):
+    """Outputs the clouds would compute, deterministically from the inputs (no network).
+
+    ``invokes`` overrides data-source results by token (e.g. the newest AMI after a release).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        dynamic: Callable[[mocks.MockResourceArgs], dict[str, Any]] | None,
+        invokes: dict[str, dict[str, Any]] | None = None,
+    ):
         self.graph = graph
         self.dynamic = dynamic
+        self.invokes = invokes or {}
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
@@ -160,20 +194,32 @@ class FakeCloud(pulumi.runtime.Mocks):
             state.setdefault("name", f"{name}-1a2b3c")
         elif t == "digitalocean:index/sshKey:SshKey":
             state["fingerprint"] = "aa:bb:cc"
+        elif t == "tls:index/privateKey:PrivateKey":
+            private, public = generated_key(name)
+            state.update(privateKeyOpenssh=private, publicKeyOpenssh=public)
+        elif t.startswith(DYNAMIC_PREFIX) and self.dynamic is not None:
+            out = self.dynamic(args)
+            rid = out.pop("__id", rid)
+            state = out
+        elif t == LOCAL_OBJECT_TYPE:
+            state["url"] = f"http://10.0.2.100/flatcar-infra-configs/local/{state['machine']}/config.ign"
+            state["sha512"] = hashlib.sha512(str(state["content"]).encode()).hexdigest()
         elif t == REPROVISION_TYPE:
-            if self.dynamic is not None:
-                out = self.dynamic(args)
-                rid = out.pop("__id", rid)
-                state = out
-            else:
-                state["host_key"] = (
-                    state.get("host_key") or "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKey"
-                )
-                state["applied_hash"] = state.get("config_hash")
+            state["host_key"] = state.get("host_key") or "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKey"
+            state["applied_hash"] = state.get("config_hash")
         return rid, state
 
     def call(self, args: mocks.MockCallArgs) -> Any:
         self.graph.invokes.append((args.token, dict(args.args)))
+        if args.token in self.invokes:
+            return dict(self.invokes[args.token])
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            return {"id": args.args["id"], "availabilityZone": "eu-central-1b"}
+        if args.token == "aws:ec2/getKeyPair:getKeyPair":
+            return {
+                "keyName": args.args["keyName"],
+                "publicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlatformKey",
+            }
         if args.token == "aws:ec2/getAmi:getAmi":
             return {
                 "id": "ami-0flatcar" + args.args["filters"][1]["values"][0].replace("_", ""),
@@ -208,9 +254,11 @@ class RecordingMonitor(mocks.MockMonitor):
                 inputs=rpc.deserialize_properties(request.object),
                 delete_before_replace=request.deleteBeforeReplace,
                 replace_on_changes=tuple(request.replaceOnChanges),
+                ignore_changes=tuple(request.ignoreChanges),
                 replacement_trigger=trigger,
                 additional_secret_outputs=tuple(request.additionalSecretOutputs),
                 outputs=self.resources[resp.urn].state,
+                id=resp.id,
             )
         )
         return resp
@@ -238,6 +286,7 @@ def run_program(
     secret_keys: list[str] | None = None,
     preview: bool = False,
     dynamic: Callable[[mocks.MockResourceArgs], dict[str, Any]] | None = None,
+    invokes: dict[str, dict[str, Any]] | None = None,
 ) -> Graph:
     """Run ``program`` to completion under mocks; return every registration.
 
@@ -248,7 +297,7 @@ def run_program(
     loop.set_exception_handler(_quiet_unretrieved)
     asyncio.set_event_loop(loop)
     graph = Graph()
-    fake = FakeCloud(graph, dynamic)
+    fake = FakeCloud(graph, dynamic, invokes)
     monitor = RecordingMonitor(fake, graph)
     pulumi.runtime.set_all_config(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in (config or {}).items()},

@@ -55,7 +55,6 @@ def test_example_is_a_complete_project(name: str) -> None:
                 "node": "n",
                 "fleet": "f",
                 "hostname": "h",
-                "operator_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1",
             },
         )
         assert compiled.version == "3.3.0"
@@ -64,7 +63,7 @@ def test_example_is_a_complete_project(name: str) -> None:
 def test_digitalocean_web(monkeypatch: pytest.MonkeyPatch, ssh_key: dict[str, str]) -> None:
     g = run_example(
         "digitalocean-web",
-        {"sshPublicKey": ssh_key["public"], "sshPrivateKey": ssh_key["private"], "greeting": "Hi there"},
+        {"sshPrivateKey": ssh_key["private"], "greeting": "Hi there", "sshCidrs": ["198.51.100.0/24"]},
         monkeypatch,
     )
     machine = g.one("flatcar-infra:digitalocean:Machine")
@@ -75,7 +74,11 @@ def test_digitalocean_web(monkeypatch: pytest.MonkeyPatch, ssh_key: dict[str, st
     page = decode_data_url(files["/var/lib/app/www/index.html"]["contents"]["source"])
     assert b"<h1>Hi there</h1>" in page
     fw = g.one("digitalocean:index/firewall:Firewall")
-    assert {r["portRange"] for r in fw.plain("inboundRules")} == {"22", "80"}
+    assert {r["portRange"]: r["sourceAddresses"] for r in fw.plain("inboundRules")} == {
+        "22": ["198.51.100.0/24"],
+        "80": ["0.0.0.0/0", "::/0"],
+    }
+    assert json.loads(obj.plain("content"))["passwd"]["users"][0]["sshAuthorizedKeys"] == [ssh_key["public"]]
     assert g.one(REPROVISION_TYPE).plain("policy")["keep_paths"] == ["/var/lib/app"]
     assert g.one(REPROVISION_TYPE).is_secret("private_key")
 
@@ -83,12 +86,7 @@ def test_digitalocean_web(monkeypatch: pytest.MonkeyPatch, ssh_key: dict[str, st
 def test_aws_fleet(monkeypatch: pytest.MonkeyPatch, ssh_key: dict[str, str]) -> None:
     g = run_example(
         "aws-fleet",
-        {
-            "sshPublicKey": ssh_key["public"],
-            "sshPrivateKey": ssh_key["private"],
-            "sshCidrs": ["198.51.100.0/24"],
-            "size": "2",
-        },
+        {"sshPrivateKey": ssh_key["private"], "sshCidrs": ["198.51.100.0/24"], "size": "2"},
         monkeypatch,
     )
     assert sorted(m.name for m in g.by_type("flatcar-infra:aws:Machine")) == ["node1", "node2"]
@@ -98,7 +96,10 @@ def test_aws_fleet(monkeypatch: pytest.MonkeyPatch, ssh_key: dict[str, str]) -> 
         json.loads(p.plain("policy"))["Statement"][0]["Resource"]
         for p in g.by_type("aws:iam/rolePolicy:RolePolicy")
     )
-    assert policies == [f"arn:aws:s3:::{bucket}/flatcar-infra/dev/node{i}/config.ign" for i in (1, 2)]
+    assert policies == [
+        f"arn:aws:s3:::{bucket}/flatcar-infra/flatcar-aws-fleet/dev/node{i}/config.ign" for i in (1, 2)
+    ]
+    assert not g.by_type("aws:ec2/keyPair:KeyPair")
     users = {i.plain("userData") for i in g.by_type("aws:ec2/instance:Instance")}
     assert len(users) == 2, "each node points at its own object"
     hooks = g.by_type("command:local:Command")
@@ -110,7 +111,6 @@ def test_bare_metal(monkeypatch: pytest.MonkeyPatch, ssh_key: dict[str, str]) ->
     g = run_example(
         "bare-metal",
         {
-            "sshPublicKey": ssh_key["public"],
             "sshPrivateKey": ssh_key["private"],
             "host": "192.0.2.10",
             "hostKey": key,
@@ -131,6 +131,13 @@ def test_bare_metal_missing_config_is_a_clear_error(
     with pytest.raises(pulumi.ConfigMissingError, match="flatcar-bare-metal:host"):
         run_example(
             "bare-metal",
-            {"sshPublicKey": ssh_key["public"], "sshPrivateKey": ssh_key["private"]},
+            {"sshPrivateKey": ssh_key["private"]},
             monkeypatch,
         )
+
+
+def test_digitalocean_web_without_ssh_cidrs_is_refused(
+    monkeypatch: pytest.MonkeyPatch, ssh_key: dict[str, str]
+) -> None:
+    with pytest.raises(pulumi.ConfigMissingError, match="sshCidrs"):
+        run_example("digitalocean-web", {"sshPrivateKey": ssh_key["private"]}, monkeypatch)

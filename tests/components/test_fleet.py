@@ -139,14 +139,15 @@ def test_cloud_machines_hosting_objects_come_before_the_rollout(ssh_key: dict[st
     for inst in g.by_type("aws:ec2/instance:Instance"):
         assert g.depends_on(rollout, inst)
     m = rollout.plain("waves")["wave-01"]["web-1"]
-    assert m["delivery"] == "pointer" and m["config_url"].startswith("s3://") and m.get("host_key") is None
+    assert m["delivery"] == "pointer" and m["host_key"].startswith("ssh-ed25519 ")  # generated at deploy
+    assert m["machine_identity"].startswith("i-")  # a replaced instance drops the pinned key
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         ({"machines": {}}, "at least one machine"),
-        ({"machines": {"a": "not args"}}, "expected ExistingMachineArgs"),
+        ({"machines": {"a": "not args"}}, "expected a machine's args"),
     ],
 )
 def test_bad_fleet_args_are_named(args: dict[str, Any], needle: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flatcar_infra.components.hookrun import ENV_PREFIX
+from flatcar_infra.components.hookrun import ENV_PREFIX, HOOK_COMMAND
 from tests.support.sshd import Sshd, keygen, run_sshd
 
 
@@ -66,3 +66,32 @@ def test_hook_without_its_environment_exits_2() -> None:
         timeout=60,
     )
     assert res.returncode == 2 and f"{ENV_PREFIX}HOST" in res.stderr
+
+
+def test_the_stored_command_runs_as_pulumi_command_runs_it(sshd: Sshd, tmp_path: Path) -> None:
+    """``HOOK_COMMAND`` (what the state holds, identical on every machine) through ``/bin/sh -c``,
+    pulumi-command's interpreter: the interpreter comes from ``FLATCAR_INFRA_PYTHON`` at run time,
+    else ``python3`` on ``PATH``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update(
+        {
+            f"{ENV_PREFIX}HOST": "127.0.0.1",
+            f"{ENV_PREFIX}PORT": str(sshd.port),
+            f"{ENV_PREFIX}USER": sshd.user,
+            f"{ENV_PREFIX}HOST_KEY": sshd.host_key,
+            f"{ENV_PREFIX}PRIVATE_KEY": sshd.identity_file.read_text(),
+            f"{ENV_PREFIX}COMMAND": "echo from-the-hook",
+        }
+    )
+    python3 = tmp_path / "bin" / "python3"  # a PATH whose python3 is this interpreter
+    python3.parent.mkdir()
+    python3.symlink_to(sys.executable)
+    via_path = {**env, "PATH": f"{python3.parent}:/usr/bin:/bin"}
+    via_path.pop("FLATCAR_INFRA_PYTHON", None)
+    via_env = {**env, "PATH": "/usr/bin:/bin", "FLATCAR_INFRA_PYTHON": sys.executable}
+    for e in (via_path, via_env):
+        res = subprocess.run(
+            ["/bin/sh", "-c", HOOK_COMMAND], env=e, capture_output=True, text=True, timeout=60
+        )
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == "from-the-hook\n"

@@ -102,6 +102,38 @@ def test_defaults_overlay_machine_options() -> None:
             "flatcar-infra:machines[0].volumes[0].device_name: required",
         ),
         (
+            {
+                "flatcar-infra:machines": [
+                    {"name": "a", "config": "c", "volumes": [{"device_name": "/dev/sdf", "size_gb": 5}]}
+                ]
+            },
+            "flatcar-infra:machines[0].availability_zone: required with volumes",
+        ),
+        (
+            {"flatcar-infra:aws": {"region": "eu-central-1", "ssh_cidrs": ["10.0.0.1/8"]}},
+            "flatcar-infra:aws.ssh_cidrs[0]: '10.0.0.1/8' is not a network in CIDR notation",
+        ),
+        (
+            {"flatcar-infra:aws": {"region": "eu-central-1", "ssh_cidrs": []}},
+            "flatcar-infra:aws.ssh_cidrs: must not be empty",
+        ),
+        (
+            {
+                "flatcar-infra:machines": [
+                    {"name": "a", "config": "c", "inbound": [{"ports": "80-70", "cidrs": ["0.0.0.0/0"]}]}
+                ]
+            },
+            "flatcar-infra:machines[0].inbound[0].ports: must be a port or a range",
+        ),
+        (
+            {"flatcar-infra:machines": [{"name": "a", "config": "c", "inbound": [{"ports": 80}]}]},
+            "flatcar-infra:machines[0].inbound[0].cidrs: required",
+        ),
+        (
+            {"flatcar-infra:ssh": {"private_key_file": "k", "authorized_keys": ["ssh-ed25519 AAAAnotakey"]}},
+            "flatcar-infra:ssh.authorized_keys[0]: ",
+        ),
+        (
             {"flatcar-infra:machines": [{"name": "a", "config": "c", "elastic_ip": "maybe"}]},
             "flatcar-infra:machines[0].elastic_ip: must be true or false",
         ),
@@ -153,6 +185,16 @@ def test_target_specific_requirements() -> None:
             },
             "s",
         )
+    with pytest.raises(UserError, match=r"machines\[0\]\.ssh_cidrs: required .*firewall"):
+        parse_stack_config(
+            {
+                "target": "digitalocean",
+                "ssh": {"private_key_file": "k"},
+                "digitalocean": {"region": "fra1", "size": "s", "spaces_bucket": "b"},
+                "machines": [{"name": "a", "config": "c"}],
+            },
+            "s",
+        )
     with pytest.raises(UserError, match=r"digitalocean\.spaces_bucket: required"):
         parse_stack_config(
             {
@@ -182,7 +224,7 @@ def test_stack_file_errors(tmp_path: Path) -> None:
 def test_machine_variables_add_the_ssh_public_key_only_to_templates(tmp_path: Path) -> None:
     import asyncssh
 
-    from flatcar_infra.stackconfig import machine_variables, read_ssh_public_key
+    from flatcar_infra.stackconfig import login_public_key, machine_variables
 
     key = asyncssh.generate_private_key("ssh-ed25519")
     (tmp_path / "id").write_bytes(key.export_private_key())
@@ -199,14 +241,54 @@ def test_machine_variables_add_the_ssh_public_key_only_to_templates(tmp_path: Pa
         ),
         SRC,
     )
-    assert read_ssh_public_key(spec, tmp_path) == public
+    assert login_public_key(spec, spec.machine("a"), tmp_path) == public
     assert machine_variables(spec.machine("a"), public) == {"ssh_public_key": public, "x": "1"}
     assert machine_variables(spec.machine("b"), public) == {}, "no variables: not a template"
     (tmp_path / "id.pub").write_text(public + "\n")
     with_pub = parse_stack_config(
         aws(**{"flatcar-infra:ssh": {"private_key_file": "id", "public_key_file": "id.pub"}}), SRC
     )
-    assert read_ssh_public_key(with_pub, tmp_path) == public
+    assert login_public_key(with_pub, with_pub.machines[0], tmp_path) == public
     missing = parse_stack_config(aws(**{"flatcar-infra:ssh": {"private_key_file": "nope"}}), SRC)
     with pytest.raises(UserError, match="cannot read the SSH key"):
-        read_ssh_public_key(missing, tmp_path)
+        login_public_key(missing, missing.machines[0], tmp_path)
+
+
+def test_machine_access_is_what_the_components_merge(tmp_path: Path) -> None:
+    """The plan's view of a machine's SSH access: the login key first, then the stack's
+    authorized keys (checked, de-duplicated), for the SSH user; the AWS target's generated host
+    key as a secret placeholder."""
+    import asyncssh
+
+    from flatcar_infra.secrets import SECRET_MARKER
+    from flatcar_infra.stackconfig import machine_access
+
+    login = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip() + " alice"
+    spec = parse_stack_config(
+        aws(
+            **{
+                "flatcar-infra:ssh": {
+                    "private_key_file": "k",
+                    "user": "ops",
+                    "authorized_keys": [other, login],
+                }
+            }
+        ),
+        SRC,
+    )
+    access = machine_access(spec, spec.machines[0], login)
+    assert access.user == "ops" and access.authorized_keys == (login, other)
+    (hk,) = access.host_keys
+    assert hk.private_path == "/etc/ssh/ssh_host_ed25519_key" and SECRET_MARKER in hk.private_openssh
+    existing = parse_stack_config(
+        {
+            "target": "existing",
+            "ssh": {"private_key_file": "k"},
+            "machines": [{"name": "m", "config": "c", "host": "192.0.2.1", "user": "admin"}],
+        },
+        "s",
+    )
+    plain = machine_access(existing, existing.machines[0], "ssh-ed25519 (placeholder)")
+    assert plain.user == "admin" and plain.host_keys == ()
+    assert plain.authorized_keys == ("ssh-ed25519 (placeholder)",), "a placeholder is kept as it is"

@@ -1,11 +1,13 @@
 """The ``local`` stack end to end: the project's ``__main__.py`` under Pulumi mocks, with every
-``Reprovision`` operation executed the way the engine would (Check → Diff → Create/Update) by the
-REAL provider gRPC server (``python -m pulumi.dynamic``) against a REAL local VM started by
-``flatcar-infra local up``.
+dynamic resource (the config object on the local bucket, ``Reprovision``) executed the way the
+engine would (Check → Diff → Create/Update) by the REAL provider gRPC server
+(``python -m pulumi.dynamic``) against a REAL local VM started by ``flatcar-infra local up``.
 
 ONE VM boot and ONE reprovision: the VM boots with the stack's config (the first ``pulumi up``
-verifies it and does not reboot), then a changed variable is previewed (an update, no replace)
-and applied in place (kept data and identity, removed scratch, new config proven by its hash).
+writes the same bytes to its object and verifies it, without a reboot), then a changed variable
+is previewed (an update, no replace) and applied in place through the pointer: the object is
+rewritten first, then the reset reboots into Ignition fetching it (kept data and identity,
+removed scratch, new config proven by its hash).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ VM = "e2e"
 
 
 class EngineBridge:
-    """Mocks' ``new_resource`` for ``Reprovision``: hand the registration to the real provider
+    """Mocks' ``new_resource`` for dynamic resources: hand the registration to the real provider
     server, keeping the state between program runs like the engine's checkpoint."""
 
     def __init__(self, engine: ProviderEngine) -> None:
@@ -65,6 +67,11 @@ class EngineBridge:
             outputs = dict(plain)
         outputs["__id"] = step.state.id or f"{args.name}-preview"
         return outputs
+
+
+def step_of(bridge: EngineBridge, name: str) -> Step:
+    """The last step of the resource ``name`` (registration order between resources varies)."""
+    return next(s for s in reversed(bridge.steps) if s.state.urn.endswith("::" + name))
 
 
 def cli(*argv: str, env: dict[str, str]) -> str:
@@ -153,7 +160,8 @@ def test_local_stack_provisions_then_reprovisions_in_place(local_vm: dict[str, A
         # first `pulumi up`: the VM already runs this config → create verifies, no reboot
         boot1 = on_host(vm, "cat /proc/sys/kernel/random/boot_id").strip()
         g1 = pulumi_up(bridge, "hello")
-        created = bridge.steps[-1]
+        assert step_of(bridge, "dev-config").op == "create", "the same bytes `local up` uploaded"
+        created = step_of(bridge, "dev-reprovision")
         assert created.op == "create"
         outs = created.state.outputs
         assert outs["rebooted"] is False and outs["last_action"] == "verified"
@@ -167,14 +175,15 @@ def test_local_stack_provisions_then_reprovisions_in_place(local_vm: dict[str, A
 
         # `pulumi preview --diff` after changing a variable: an update of the Reprovision only
         pulumi_up(bridge, "bonjour", preview=True)
-        preview = bridge.steps[-1]
+        preview = step_of(bridge, "dev-reprovision")
         assert preview.op == "preview-update" and preview.diff is not None
         assert preview.diff.changes == provider_pb2.DiffResponse.DIFF_SOME and not list(preview.diff.replaces)
 
         # `pulumi up`: reprovisioned in place
         g2 = pulumi_up(bridge, "bonjour")
-        updated = bridge.steps[-1]
-        assert updated.op == "update"
+        assert step_of(bridge, "dev-config").op == "update", "the object is rewritten first"
+        updated = step_of(bridge, "dev-reprovision")
+        assert updated.op == "update" and updated.state.outputs["delivery"] == "pointer"
         outs = updated.state.outputs
         desired = g2.one(REPROVISION_TYPE).plain("config_hash")
         assert desired != vm["config_hash"]
@@ -193,6 +202,6 @@ def test_local_stack_provisions_then_reprovisions_in_place(local_vm: dict[str, A
 
         # an unchanged rerun is a no-op
         pulumi_up(bridge, "bonjour")
-        assert bridge.steps[-1].op == "same"
+        assert step_of(bridge, "dev-config").op == step_of(bridge, "dev-reprovision").op == "same"
         secret_text = Path(vm["identity_file"]).read_text().strip()
         assert secret_text not in "".join(engine.stderr_lines), "the private key never reaches a log"
