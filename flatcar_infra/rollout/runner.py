@@ -70,6 +70,7 @@ class _Run:
     sched: Scheduler
     report: Report
     slot: dict[str, bool] = field(default_factory=dict)
+    seen: dict[str, str | None] = field(default_factory=dict)  # applied hash found by the preflight
     results: dict[str, HostResult] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
 
@@ -102,6 +103,7 @@ async def _preflight(run: _Run, dry_run: bool) -> None:
             run.record(h.name, "failed" if not dry_run else "not-started", None, f"preflight: {out}")
             continue
         run.slot[h.name] = out.reboots
+        run.seen[h.name] = out.applied_hash
         if out.refusal:
             run.report(f"{h.name} preflight", f"would refuse: {out.refusal}", None)
             if not dry_run:
@@ -188,7 +190,8 @@ async def run_rollout(hosts: Sequence[RolloutHost], policy: RolloutPolicy, *, re
     for name in sched.not_started():
         if name not in run.results:
             h = run.hosts[name]
-            run.record(name, "not-started", h.known_hash, "halted before it started" if sched.halted else "")
+            run.record(name, "not-started", run.seen.get(name, h.known_hash),
+                       "halted before it started" if sched.halted else "")
     ordered = tuple(run.results[h.name] for h in hosts)
     overall = "halted" if dry_run else sched.overall()
     return RolloutReport(overall, sched.halt_reason, waves, ordered, t0, time.time(), sched.limit,

@@ -124,7 +124,9 @@ def test_rules_hold_for_random_fleets(seed: int) -> None:
         assert by[name].started_at is not None and by[name].finished_at is not None
     for h in rep.hosts:
         if h.name not in started and planned[h.name] not in ("refuse", "down"):
-            assert h.result == "not-started" and h.applied_hash == OLD and h.started_at is None
+            # what its preflight found it running
+            found = NEW if planned[h.name] == "unchanged" else OLD
+            assert h.result == "not-started" and h.applied_hash == found and h.started_at is None
     assert by["m00"].applied_hash in (NEW, OLD, None)
     # after the failure that exhausts the budget, nothing new starts
     failures = [(t, n) for t, n, e in fleet.events if e in ("rolled-back", "failed", "crash")]
