@@ -82,7 +82,11 @@ def machine_news(props: Mapping[str, Any], wkey: str, name: str) -> dict[str, An
     """One machine's inputs, as the ``Reprovision`` resource would get them."""
     m = dict(props["waves"][wkey][name])
     for top, key in PER_MACHINE_SECRETS.items():
-        m[key] = _plain(props.get(top) or {}).get(name)
+        values = _plain(props.get(top))
+        if isinstance(values, Mapping):
+            m[key] = values.get(name)
+        else:  # the whole map unknown (preview) or absent
+            m[key] = rpc.UNKNOWN if is_unknown(values) else None
     return m
 
 

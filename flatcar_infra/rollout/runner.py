@@ -100,7 +100,8 @@ async def _preflight(run: _Run, dry_run: bool) -> None:
             run.report(f"{h.name} preflight", f"not reachable: {out}", None)
             if not dry_run:
                 run.sched.fail_before_start(h.name, in_service=False)
-            run.record(h.name, "failed" if not dry_run else "not-started", None, f"preflight: {out}")
+            run.record(h.name, "failed" if not dry_run else "not-started", None, f"preflight: {out}",
+                       {"preflight": "unreachable"})
             continue
         run.slot[h.name] = out.reboots
         run.seen[h.name] = out.applied_hash
@@ -109,13 +110,13 @@ async def _preflight(run: _Run, dry_run: bool) -> None:
             if not dry_run:
                 run.sched.fail_before_start(h.name, in_service=True)
             run.record(h.name, "failed" if not dry_run else "not-started", out.applied_hash,
-                       f"refused: {out.refusal}")
+                       f"refused: {out.refusal}", {"preflight": "refused"})
             continue
         what = "reprovision (reboot)" if out.reboots else "already on the config: verify only"
         run.report(f"{h.name} preflight", f"applied {short(out.applied_hash)}, desired "
                    f"{short(h.desired_hash)}: {what}", None)
         if dry_run:
-            run.record(h.name, "not-started", out.applied_hash, f"would {what}")
+            run.record(h.name, "not-started", out.applied_hash, f"would {what}", {"preflight": "ok"})
 
 
 async def _run_one(run: _Run, name: str) -> tuple[Result, str | None, str, Mapping[str, object]]:
@@ -168,8 +169,8 @@ async def _run_wave(run: _Run, wave: Wave, label: str) -> None:
             result, applied, message, detail = task.result()
             sched.finish(name, result)
             run.record(name, result, applied, message, detail)
-            run.report(f"{name} {result}", f"{short(applied)}"
-                       + (f" (wave {wave.number}; {len(sched.unavailable)} away from service)"), None)
+            run.report(f"{name} {result}", f"runs {short(applied)}; {len(sched.unavailable)} machine(s) "
+                       "away from service", None)
 
 
 async def run_rollout(hosts: Sequence[RolloutHost], policy: RolloutPolicy, *, report: Report = _noop,

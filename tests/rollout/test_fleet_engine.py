@@ -14,17 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pulumi.runtime.proto import provider_pb2
 
 from flatcar_infra.components import (
     ExistingMachineArgs,
     Fleet,
     FleetArgs,
+    Hooks,
     Policy,
     RolloutPolicy,
     SshAccess,
     flatcar_config,
 )
-from tests.reprovision.engine import Stack, deploy
+from tests.reprovision.engine import UNKNOWN, ProviderEngine, Stack, deploy
 from tests.reprovision.helpers import ignition
 from tests.support.sshd import Sshd, run_sshd
 
@@ -39,8 +41,15 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         yield server
 
 
-def program(sshd: Sshd, versions: dict[str, str], policy: Policy, rollout: RolloutPolicy) -> Any:
+def program(
+    sshd: Sshd, versions: dict[str, str], policy: Policy, rollout: RolloutPolicy, hook_log: Path | None = None
+) -> Any:
     key = Path(sshd.identity_file).read_text()
+
+    def hooks(n: str) -> Hooks:
+        if hook_log is None:
+            return Hooks()
+        return Hooks(before=f"echo before {n} >> {hook_log}", after=f"echo after {n} >> {hook_log}")
 
     def run() -> None:
         machines = {
@@ -51,6 +60,7 @@ def program(sshd: Sshd, versions: dict[str, str], policy: Policy, rollout: Rollo
                 port=sshd.port,
                 host_key=sshd.host_key,
                 policy=policy,
+                hooks=hooks(n),
             )
             for n in NAMES
         }
@@ -69,14 +79,15 @@ def changed_paths(old: Any, new: Any, path: str = "") -> set[str]:
     return set() if old == new else {path}
 
 
-def test_preview_shows_machines_by_wave_and_up_records_each_machine(sshd: Sshd) -> None:
+def test_preview_shows_machines_by_wave_and_up_records_each_machine(sshd: Sshd, tmp_path: Path) -> None:
     stack = Stack()
     v1 = dict.fromkeys(NAMES, "v1\n")
     policy = Policy(strategy="ignore")  # nothing applied: connection and state only
     rollout = RolloutPolicy(max_unavailable=1, canary=1)
-    pv = deploy(program(sshd, v1, policy, rollout), stack, preview=True, env=ENV)
+    hook_log = tmp_path / "hooks.log"
+    pv = deploy(program(sshd, v1, policy, rollout, hook_log), stack, preview=True, env=ENV)
     assert pv.ok and pv.step("web-rollout").op == "preview-create" and not stack.resources
-    up = deploy(program(sshd, v1, policy, rollout), stack, env=ENV)
+    up = deploy(program(sshd, v1, policy, rollout, hook_log), stack, env=ENV)
     assert up.ok, (up.error, [(s.name, s.op, s.error) for s in up.steps])
     assert up.step("web-rollout").op == "create" and up.step("web-verdict").op == "create"
     hosts = stack.by_name("web-rollout").outputs["hosts"]
@@ -87,11 +98,19 @@ def test_preview_shows_machines_by_wave_and_up_records_each_machine(sshd: Sshd) 
     }
     assert all(h["host_key"] for h in hosts.values()) and all(h["started_at"] for h in hosts.values())
     assert stack.by_name("web-rollout").outputs["result"] == "succeeded"
-    again = deploy(program(sshd, v1, policy, rollout), stack, env=ENV)
+    # each machine's hooks ran around ITS turn, one machine at a time (not all drains at once)
+    assert hook_log.read_text().split("\n")[:-1] == [f"{w} {n}" for n in NAMES for w in ("before", "after")]
+    # refresh reads every machine from the host
+    with ProviderEngine(env=ENV) as eng:
+        eng.configure({})
+        fresh = eng.refresh(stack.by_name("web-rollout"))
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert all(fresh.outputs["hosts"][n]["boot_id"] == boot for n in NAMES)
+    again = deploy(program(sshd, v1, policy, rollout, hook_log), stack, env=ENV)
     assert again.ok and again.step("web-rollout").op == "same" and again.step("web-verdict").op == "same"
     # a change to web-2 only: the preview names that machine under its wave
     v2 = {**v1, "web-2": "v2\n"}
-    pv2 = deploy(program(sshd, v2, policy, rollout), stack, preview=True, env=ENV)
+    pv2 = deploy(program(sshd, v2, policy, rollout, hook_log), stack, preview=True, env=ENV)
     step = pv2.step("web-rollout")
     assert step.op == "preview-update" and step.inputs is not None
     old = stack.by_name("web-rollout").inputs
@@ -128,3 +147,31 @@ def test_a_halted_rollout_is_recorded_per_machine_and_fails_the_deployment(sshd:
     )
     assert again.step("web-rollout").op == "update" and again.step("web-verdict").op == "failed"
 
+
+def test_check_and_diff_are_offline_and_take_unknowns(sshd: Sshd) -> None:
+    """Through the real provider server: a preview with values not known yet (configs computed
+    from other resources' outputs) is checked and diffed without contacting any host."""
+    stack = Stack()
+    v1 = dict.fromkeys(NAMES, "v1\n")
+    assert deploy(program(sshd, v1, Policy(strategy="ignore"), RolloutPolicy()), stack, env=ENV).ok
+    state = stack.by_name("web-rollout")
+    with ProviderEngine(env=ENV) as eng:
+        eng.configure({})
+        news = {k: v for k, v in state.inputs.items()}
+        same = eng.diff(state.urn, state.id, state.outputs, news)
+        assert same.changes == provider_pb2.DiffResponse.DIFF_NONE
+        unknown = {
+            **news,
+            "configs": UNKNOWN,
+            "waves": {
+                **news["waves"],
+                "wave-02": {"web-2": {**news["waves"]["wave-02"]["web-2"], "config_hash": UNKNOWN}},
+            },
+        }
+        checked, failures = eng.check(state.urn, state.inputs, unknown)
+        assert not failures
+        d = eng.diff(state.urn, state.id, state.outputs, checked)
+        assert d.changes == provider_pb2.DiffResponse.DIFF_SOME and not list(d.replaces)
+        bad = {**news, "rollout": {**news["rollout"], "max_unavailable": 0}}
+        _, failures = eng.check(state.urn, state.inputs, bad)
+        assert failures and failures[0][0] == "rollout" and "at least 1" in failures[0][1]
