@@ -9,11 +9,9 @@ preflight, which is the point of the second test); rollouts that reboot run on t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pulumi.runtime.proto import provider_pb2
 
 from flatcar_infra.components import (
@@ -28,17 +26,11 @@ from flatcar_infra.components import (
 )
 from tests.reprovision.engine import UNKNOWN, ProviderEngine, Stack, deploy
 from tests.reprovision.helpers import ignition
-from tests.support.sshd import Sshd, run_sshd
+from tests.support.sshd import Sshd
 
 ROOT = str(Path(__file__).resolve().parents[2])
 ENV = {"PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)}
 NAMES = ("web-1", "web-2", "web-3")
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    with run_sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
 
 
 def program(
