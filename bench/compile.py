@@ -34,7 +34,8 @@ def corpus_jobs(corpus: Path) -> list[tuple[Path, Path, str | None]]:
     for path in sorted((corpus / "clc").glob("*.yaml")):
         jobs.append((path, corpus / "clc" / "files", CLC_PLATFORMS.get(path.name[:2])))
     for path in sorted((corpus / "butane").glob("*.yaml")):
-        if "INVALID" not in path.name:
+        # the ones the real Butane compiles (no output for 09-*-INVALID, nor 34-*-tang: clevis)
+        if path.with_suffix(".butane-v0.29.ign.json").is_file():
             jobs.append((path, corpus / "butane" / "files", None))
     return jobs
 

@@ -4,7 +4,7 @@ Configs come from repositories anyone with commit access can change and are comp
 machines and in CI (``plan`` on every pull request). A config must never be able to hang, crash or
 exhaust the machine that compiles it, so every resource it can make us spend is bounded here, and
 going over a bound is a located error, never a traceback. The numbers are far above what a real
-config needs (the largest corpus config is 27 KiB, 9 levels deep, 2,100 nodes) and far below what
+config needs (the largest corpus config is 9 KiB, 9 levels deep, 200 nodes) and far below what
 hurts. docs/limits.md explains each one.
 """
 
@@ -14,7 +14,11 @@ import errno
 import os
 import stat
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 KIB: Final = 1024
@@ -127,17 +131,46 @@ def gunzip(data: bytes, limit: int = LIMITS.contents_bytes) -> bytes:
             return b"".join(out)
 
 
+_WITHIN: ContextVar[tuple[Path, str] | None] = ContextVar("flatcar_infra_local_reads_within", default=None)
+
+
+@contextmanager
+def local_reads_within(root: str | os.PathLike[str], name: str = "the repository") -> Iterator[None]:
+    """While active, ``LocalFiles`` reads only files whose real path (symlinks followed) is below
+    ``root`` and not under a ``.git`` directory: ``plan --stack-dir`` compiles configs a pull
+    request controls, whose ``local:`` must not reach ``.git/config`` or the CI machine's files."""
+    token = _WITHIN.set((Path(os.path.realpath(root)), name))
+    try:
+        yield
+    finally:
+        _WITHIN.reset(token)
+
+
+def check_within(path: str | os.PathLike[str]) -> None:
+    """Raise ``LimitExceeded`` when ``local_reads_within`` is active and ``path`` leaves it."""
+    within = _WITHIN.get()
+    if within is None:
+        return
+    root, name = within
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(root):
+        raise LimitExceeded(f"outside {name} (plan reads only files inside {name})")
+    if ".git" in real.relative_to(root).parts:
+        raise LimitExceeded("inside .git (plan never reads the repository's .git)")
+
+
 class LocalFiles:
     """How one config reads its local files (``local:``, ``contents_local``, trees, key files):
     regular files only, never blocking, each within ``contents_bytes`` and all together within
-    ``local_total_bytes``."""
+    ``local_total_bytes``, and within ``local_reads_within`` when that is active."""
 
     def __init__(self, limits: Limits = LIMITS) -> None:
         self.limits = limits
         self.left = limits.local_total_bytes
 
     def read(self, path: str | os.PathLike[str]) -> bytes:
-        """Raises ``LimitExceeded`` (too big, not a regular file) or ``OSError``."""
+        """Raises ``LimitExceeded`` (too big, not a regular file, not allowed) or ``OSError``."""
+        check_within(path)
         limit = min(self.limits.contents_bytes, self.left)
         try:
             data = read_regular_file(path, limit)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import binascii
 import fnmatch
-import gzip
 import re
 import zlib
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from flatcar_infra.compiler.dataurl import decode_data_url
+from flatcar_infra.limits import LimitExceeded, gunzip
 
 SECRET_MARKER: Final = "@@flatcar-infra-secret@@"
 """Put into a compiled config in place of a value the plan must not know (a Pulumi ``secure:``
@@ -131,10 +131,20 @@ _PUBLIC_ONLY = re.compile(
     rb"PGP PUBLIC KEY BLOCK)-----")
 
 
+_MARKER = re.compile(re.escape(SECRET_MARKER).encode(), re.IGNORECASE)
+
+
+def marked(data: bytes | str) -> bool:
+    """Whether ``data`` holds the secret-value marker (in any letter case: a template may have
+    upper-cased it)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    return _MARKER.search(raw) is not None
+
+
 def content_reason(data: bytes) -> str | None:
     """Why these bytes are secret, or ``None``. Conservative: a false alarm costs a masked diff
     or an explicit opt-in; a miss publishes a key."""
-    if SECRET_MARKER.encode() in data:
+    if marked(data):
         return "it holds a value from a Pulumi secret"
     for rx, why in _PATTERNS:
         if rx.search(data):
@@ -150,6 +160,12 @@ def content_reason(data: bytes) -> str | None:
             continue
         return f"it assigns {name.lstrip('-')}"
     return None
+
+
+def value_reason(value: str) -> str | None:
+    """Why a single config value (a field, a URL, a kernel argument) is secret, or ``None``."""
+    why = content_reason(value.encode("utf-8", "surrogatepass"))
+    return why or (url_reason(value) if "://" in value else None)
 
 
 def looks_public(data: bytes) -> bool:
@@ -178,6 +194,11 @@ def url_reason(url: str) -> str | None:
 _SECRET_HEADER = re.compile(r"(?i)authorization|cookie|token|secret|api-?key|auth|password|session")
 
 
+def secret_header(name: str) -> bool:
+    """An HTTP header whose value is a credential (``Authorization``, ``X-Api-Key``, ...)."""
+    return _SECRET_HEADER.search(name) is not None
+
+
 # --- walking a config ------------------------------------------------------------------------------
 
 def decoded(resource: Any) -> bytes | None:
@@ -190,8 +211,8 @@ def decoded(resource: Any) -> bytes | None:
     try:
         raw = decode_data_url(source)
         if resource.get("compression") == "gzip" or raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (ValueError, binascii.Error, OSError, zlib.error, EOFError):
+            raw = gunzip(raw)  # bounded: a gzip bomb in a pull request must not exhaust CI
+    except (ValueError, binascii.Error, OSError, zlib.error, EOFError, LimitExceeded):
         return None
     return raw
 
@@ -201,13 +222,13 @@ def _resource_findings(entry: str, where: str, resource: Any) -> Iterator[Secret
         return
     source = resource.get("source")
     if isinstance(source, str):
-        if SECRET_MARKER in source:
+        if marked(source):
             yield SecretFinding(entry, where, "it holds a value from a Pulumi secret")
         why = url_reason(source)
         if why:
             yield SecretFinding(entry, where, why)
     for h in resource.get("httpHeaders") or ():
-        if isinstance(h, Mapping) and _SECRET_HEADER.search(str(h.get("name") or "")) and h.get("value"):
+        if isinstance(h, Mapping) and secret_header(str(h.get("name") or "")) and h.get("value"):
             yield SecretFinding(entry, where, f"the HTTP header {h.get('name')} carries credentials")
     data = decoded(resource)
     if data is not None:
@@ -271,6 +292,12 @@ def find_secrets(ignition: Mapping[str, Any], rules: SecretRules | None = None) 
             if why:
                 out.append(SecretFinding(key, "contents", why))
             out += _name_findings(key, str(d.get("name")), rules, [text.encode()])
+    kargs = ignition.get("kernelArguments") or {}
+    for where in ("shouldExist", "shouldNotExist"):
+        for arg in kargs.get(where) or ():
+            why = value_reason(arg) if isinstance(arg, str) else None
+            if why:  # the entry names no argument: the argument is the secret
+                out.append(SecretFinding("kernel-arg", where, why))
     for usr in (ignition.get("passwd") or {}).get("users") or ():
         if usr.get("passwordHash"):
             out.append(SecretFinding(f"user:{usr.get('name')}", "passwordHash", "a password hash"))

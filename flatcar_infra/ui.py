@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def _err() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # "web.bu:100:3" stays text
 
 
 def _escape(text: str) -> str:

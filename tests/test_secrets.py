@@ -135,3 +135,21 @@ def test_corpus_findings_are_all_real_secrets() -> None:
             flagged[path.name] = hits
     print(json.dumps(flagged, indent=1))
     assert all(flagged.values())
+
+
+def test_kernel_arguments_case_folded_markers_and_gzip_bombs() -> None:
+    from flatcar_infra.secrets import decoded, marked, value_reason
+
+    doc = ign(kernelArguments={"shouldExist": ["console=ttyS0", "api_token=abcd1234efgh5678"],
+                               "shouldNotExist": [f"x={SECRET_MARKER.upper()}k"]})
+    found = [f.describe() for f in find_secrets(doc)]
+    assert found == ["kernel-arg (shouldExist: it assigns api_token)",
+                     "kernel-arg (shouldNotExist: it holds a value from a Pulumi secret)"]
+    assert all("abcd1234" not in f for f in found)  # a finding never holds the value
+    assert marked(SECRET_MARKER.title()) and not marked("flatcar-infra-secret")
+    assert value_reason("https://u:p@h/x") and value_reason("ghp_" + "a" * 36) and not value_reason("ttyS0")
+    import base64
+    import gzip
+
+    bomb = base64.b64encode(gzip.compress(b"\0" * (32 * 1024 * 1024), mtime=0)).decode()
+    assert decoded({"source": "data:;base64," + bomb, "compression": "gzip"}) is None

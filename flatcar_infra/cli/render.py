@@ -80,7 +80,7 @@ def _read(path: str) -> tuple[str, str]:
         data = sys.stdin.buffer.read(LIMITS.source_bytes + 1)
         if len(data) > LIMITS.source_bytes:
             too_big = f"cannot read: over the limit of {human(LIMITS.source_bytes)}"
-            raise ConfigError([Diagnostic("<stdin>", 0, 0, Severity.ERROR, too_big, "$")])
+            raise ConfigError([Diagnostic("<stdin>", 1, 1, Severity.ERROR, too_big, "$")])
         return "<stdin>", decode_source(data, "<stdin>")
     return path, read_config_file(path)
 
@@ -90,9 +90,14 @@ def _variables(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.vars_file:
         import yaml
 
+        from flatcar_infra.compiler.yamlsrc import parse_yaml
+
         name, text = _read(args.vars_file)
+        bounded = parse_yaml(text, name)  # the limits first: depth, alias expansion, size
+        if any(d.is_error for d in bounded.diagnostics):
+            raise ConfigError(bounded.diagnostics)
         try:
-            loaded = yaml.safe_load(text)
+            loaded = yaml.load(text, Loader=yaml.CSafeLoader)
         except yaml.YAMLError as exc:
             raise UsageError(f"--vars-file {name}: not YAML/JSON: {exc}") from None
         if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):

@@ -154,8 +154,8 @@ def read_config_file(path: str | Path, display: str | None = None) -> str:
     name = display or str(path)
     try:
         data = read_text_input(path)
-    except LimitExceeded as exc:
-        raise ConfigError([Diagnostic(name, 0, 0, Severity.ERROR, f"cannot read: {exc}", "$")]) from None
+    except LimitExceeded as exc:  # the file as a whole: its first line
+        raise ConfigError([Diagnostic(name, 1, 1, Severity.ERROR, f"cannot read: {exc}", "$")]) from None
     except OSError as exc:
         raise ConfigError([Diagnostic(name, 0, 0, Severity.ERROR, f"cannot read: {exc.strerror or exc}",
                                       "$")]) from None

@@ -72,8 +72,8 @@ def translate(
             snippets=snippets,
             platform=platform,
         )
-    except RecursionError:
-        diag = Diagnostic(filename, 0, 0, Severity.ERROR, "config is nested too deeply", "$")
+    except RecursionError:  # a backstop: the nesting limit (flatcar_infra.limits) refuses this earlier
+        diag = Diagnostic(filename, 1, 1, Severity.ERROR, "config is nested too deeply", "$")
         return TranslateResult(None, "ignition" if text.lstrip().startswith("{") else "butane", [diag])
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import binascii
 import difflib
-import gzip
 import hashlib
 import re
 import zlib
@@ -27,10 +26,20 @@ from typing import Any, Final, Literal
 
 from flatcar_infra.compiler.api import STAMP_PATH
 from flatcar_infra.compiler.dataurl import decode_data_url
+from flatcar_infra.limits import LimitExceeded, gunzip
 from flatcar_infra.manifest import digest, manifest_entries
 from flatcar_infra.plan.display import abbreviate_key, human_size, mask_url, short_hash
-from flatcar_infra.secrets import SECRET_MARKER, SecretRules, content_reason
+from flatcar_infra.secrets import (
+    SECRET_MARKER,
+    SecretRules,
+    content_reason,
+    decoded,
+    marked,
+    secret_header,
+    value_reason,
+)
 
+HIDDEN: Final = "(hidden)"
 MAX_DIFF_BYTES: Final = 64 * 1024
 MAX_DIFF_LINES: Final = 400
 SAME_BYTES: Final = "same bytes, encoding changed"
@@ -214,6 +223,17 @@ class Change:
         return _KIND_CATEGORY.get(self.kind, "ignition")
 
     @property
+    def shown_key(self) -> str:
+        """The key as the plan may print it: a kernel argument that holds a secret is the secret."""
+        if self.kind == "kernel-arg" and self.secret:
+            return f"kernel-arg:{self.name[:1]}(secret)"
+        return self.key
+
+    @property
+    def shown_name(self) -> str:
+        return self.shown_key.split(":", 1)[1]
+
+    @property
     def unit(self) -> str | None:
         """The unit a drop-in belongs to (shown under it)."""
         return self.name.split("/", 1)[0] if self.kind == "dropin" else None
@@ -330,7 +350,7 @@ def _change(
         secret = rules.matches(name) or (kind == "dropin" and rules.matches(name.split("/", 1)[1]))
     secret = secret or _has_marker(old) or _has_marker(new)
     if kind == "kernel-arg":
-        return Change(key, action, od, nd)
+        return Change(key, action, od, nd, secret=secret or value_reason(name[1:]) is not None)
     content_keys: tuple[str, ...] = ()
     contents: list[ContentChange] = []
     if kind == "file":
@@ -357,23 +377,17 @@ def _strip(entry: Any, drop: Sequence[str]) -> Mapping[str, Any]:
 
 def _has_marker(value: Any) -> bool:
     if isinstance(value, str):
-        if SECRET_MARKER in value:
+        if marked(value):
             return True
         if value.startswith("data:"):
-            try:
-                return SECRET_MARKER.encode() in _maybe_gunzip(decode_data_url(value))
-            except (ValueError, binascii.Error, OSError, zlib.error, EOFError):
-                return False
+            data = decoded({"source": value})
+            return data is not None and marked(data)
         return False
     if isinstance(value, Mapping):
         return any(_has_marker(v) for v in value.values())
     if isinstance(value, list):
         return any(_has_marker(v) for v in value)
     return False
-
-
-def _maybe_gunzip(data: bytes) -> bytes:
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,14 +457,17 @@ def _resource_side(res: Any) -> _Side:
     if isinstance(source, str) and source.startswith("data:"):
         try:
             raw = decode_data_url(source)
-            data = gzip.decompress(raw) if compression == "gzip" else raw
-        except (ValueError, binascii.Error, OSError, zlib.error, EOFError) as exc:
+            data = gunzip(raw) if compression == "gzip" else raw  # bounded: a gzip bomb stays shut
+        except (ValueError, binascii.Error, OSError, zlib.error, EOFError, LimitExceeded) as exc:
             return ContentSide("inline", error=type(exc).__name__), None
         return _inline_side(data, compression)
     headers = tuple(str(h.get("name")) for h in res.get("httpHeaders") or () if isinstance(h, Mapping))
+    shown = mask_url(str(source))
+    if verification and _resource_secret(res):
+        verification = HIDDEN  # fetched with credentials: its hash could confirm a guessed secret
     return (
         ContentSide(
-            mask_url(str(source)),
+            "(a URL holding a secret)" if content_reason(shown.encode()) else shown,
             compression=compression,
             verification=verification,
             headers=headers,
@@ -503,9 +520,8 @@ def _bytes_marked(data: bytes | None) -> bool:
 def _redact(side: ContentSide | None) -> ContentSide | None:
     if side is None:
         return None
-    return ContentSide(
-        side.source, compression=side.compression, verification=side.verification, headers=side.headers
-    )
+    # no size, digest or verification hash: a hash of a short secret can be guessed offline
+    return ContentSide(side.source, compression=side.compression, headers=side.headers)
 
 
 def _is_text(data: bytes) -> bool:
@@ -569,6 +585,9 @@ def _field_changes(
             bv = b.value if b and isinstance(b.value, frozenset) else frozenset()
             out += [FieldChange(path, m, None, item=True) for m in sorted(av - bv)]
             out += [FieldChange(path, None, m, item=True) for m in sorted(bv - av)]
+            ar, br = (a.raw if a else ""), (b.raw if b else "")
+            if ar != br:  # members holding a secret: that they changed, never what they are
+                out.append(FieldChange(path, "•" if ar else None, "•" if br else None, secret=True))
         elif a and b and a.value == b.value:  # only the masked part differs
             out.append(FieldChange(path, "•", "•", secret=True))
         else:
@@ -594,7 +613,7 @@ def _flatten(value: Any, path: str, out: dict[str, _Leaf], secret: bool) -> None
     last = re.split(r"[.\]]", path.rstrip("]"))[-1] if path else ""
     if isinstance(value, Mapping):
         if "source" in value and path:  # a resource: merge, CA, luks key file, ...
-            if secret or last in _SECRET_RESOURCES or _has_marker(value):
+            if secret or last in _SECRET_RESOURCES or _has_marker(value) or _resource_secret(value):
                 out[path] = _Leaf("secret", digest(value))
             else:
                 side = _resource_side(value)
@@ -614,15 +633,36 @@ def _flatten(value: Any, path: str, out: dict[str, _Leaf], secret: bool) -> None
         return
     if isinstance(value, list):
         if all(not isinstance(v, Mapping | list) for v in value):
-            out[path] = _Leaf("set", frozenset(_scalar(v, last) for v in value if v is not None))
+            hidden = [v for v in value if isinstance(v, str) and _value_secret(v)]
+            shown = frozenset(_scalar(v, last) for v in value if v is not None and v not in hidden)
+            out[path] = _Leaf("set", shown, digest(sorted(hidden)) if hidden else "")
             return
         for i, v in enumerate(value):
             _flatten(v, f"{path}[{_item_id(v, i)}]", out, secret)
         return
-    if isinstance(value, str) and SECRET_MARKER in value:
+    if isinstance(value, str) and _value_secret(value):
         out[path] = _Leaf("secret", digest(value))
         return
     out[path] = _Leaf("scalar", _scalar(value, last))
+
+
+def _value_secret(value: str) -> bool:
+    """A field value the plan must not print: a Pulumi secret's marker, a key, a token, a
+    password assignment, credentials in a URL (``flatcar_infra.secrets``)."""
+    return marked(value) or value_reason(value) is not None
+
+
+def _resource_secret(resource: Mapping[str, Any]) -> bool:
+    """Contents that are secret, or private: fetched with credentials or a signature in the URL or
+    a credentials header. Then not even their verification hash is shown."""
+    data = decoded(resource)
+    source = resource.get("source")
+    if data is not None and content_reason(data) is not None:
+        return True
+    if isinstance(source, str) and (marked(source) or value_reason(source) is not None):
+        return True
+    return any(isinstance(h, Mapping) and secret_header(str(h.get("name") or ""))
+               for h in resource.get("httpHeaders") or ())
 
 
 def _item_id(item: Any, index: int) -> str:

@@ -1,8 +1,10 @@
 """A ``Plan`` as text (rich, colored only on a terminal), Markdown (a PR comment) or JSON.
 
-Renderers only read the plan: every secret was already reduced to "(secret, …)" by ``diff.py``,
-so no renderer can print one. Output is deterministic: same plan, same bytes (text output does
-not wrap, so the terminal width does not matter).
+Renderers only read the plan: every secret was already reduced to "(secret, …)" by ``diff.py``
+(contents, field values, set members, URLs, header values, kernel arguments: see
+``flatcar_infra.secrets``), so no renderer can print one; names go through ``Change.shown_key``.
+Output is deterministic: same plan, same bytes (text output does not wrap, so the terminal width
+does not matter).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def _kind_label(c: Change) -> str:
 
 def _display_name(c: Change) -> str:
     if c.kind == "kernel-arg":
-        return c.name[1:]
-    return c.name
+        return c.shown_name[1:]
+    return c.shown_name
 
 
 def _entry_counts(m: MachinePlan) -> str:
@@ -328,9 +330,9 @@ def _json_machine(m: MachinePlan) -> dict[str, Any]:
 
 def _json_change(c: Change) -> dict[str, Any]:
     return {
-        "key": c.key,
+        "key": c.shown_key,
         "kind": c.kind,
-        "name": c.name,
+        "name": c.shown_name,
         "action": c.action.value,
         "secret": c.secret,
         "summary": c.summary,

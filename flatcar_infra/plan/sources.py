@@ -16,17 +16,20 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flatcar_infra.access import finish
 from flatcar_infra.compiler import CompiledConfig, compile_config
+from flatcar_infra.compiler.yamlsrc import parse_yaml
 from flatcar_infra.errors import ConfigError, Diagnostic, UserError
+from flatcar_infra.limits import LIMITS, LimitExceeded, local_reads_within, read_regular_file
 from flatcar_infra.plan.effect import Notice
 from flatcar_infra.plan.model import MachinePlan, Plan, plan_machine
 from flatcar_infra.reprovision.policy import Policy
 from flatcar_infra.secrets import SECRET_MARKER, SecretRules
 from flatcar_infra.stackconfig import (
+    PREFIX,
     MachineSpec,
     SecureValue,
     StackSpec,
@@ -34,7 +37,6 @@ from flatcar_infra.stackconfig import (
     login_public_key,
     machine_access,
     machine_variables,
-    resolve_path,
 )
 
 GIT_PREFIX = "git:"
@@ -140,11 +142,20 @@ class GitRepo:
         )
         try:
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                tar.extractall(dest, filter="data")  # refuses links and paths leaving dest
+                tar.extractall(dest, filter=_inside_filter)
         except tarfile.TarError as exc:
             raise UserError(
                 f"git: cannot export {', '.join(paths) or 'the tree'} at {commit[:12]}: {exc}"
             ) from None
+
+
+def _inside_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's ``data`` filter, skipping (not failing on) what it refuses: a symlink leading out
+    of the tree is left out of the export, so reading it fails like a missing file."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -157,10 +168,13 @@ class CompileOptions:
 
 
 def _read_text(path: Path, label: str) -> str:
+    """A config's text: a regular file (a FIFO is refused, never waited on) within the size limit."""
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular_file(path, LIMITS.source_bytes).decode("utf-8")
     except FileNotFoundError:
         raise UserError(f"{label}: no such file") from None
+    except LimitExceeded as exc:
+        raise UserError(f"{label}: cannot read: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{label}: cannot read: {exc}") from None
 
@@ -242,23 +256,58 @@ def plan_files(old: str, new: str, opts: CompileOptions, *, policy: Policy, secr
 
 @dataclass(frozen=True)
 class _Tree:
-    """A project directory at one side: the working tree or an export of a revision."""
+    """One side of a stack plan: the working tree, or the tree of a revision exported to a scratch
+    directory. Every path a stack file names is read through ``inside``: within ``top``."""
 
+    top: Path  # the repository's root on this side
     root: Path  # the project directory (parent of the stack directory)
     stack_dir: Path
-    label: str  # how paths under root are named in messages ("" or "git:REV:")
+    label: str  # how paths under top are named in messages ("" or "git:REV:")
     rel_project: str  # the project dir relative to the repository root
     cwd: Path  # working-tree paths are shown relative to it
+
+    def inside(self, raw: str, source: str, key: str) -> Path:
+        """The path a stack file gives at ``key``, if it stays inside the repository: relative
+        (to the project directory), not through ``..`` above the root, not into ``.git``, and no
+        symlink on the way leading out. Otherwise a ``UserError`` naming the stack file and key."""
+        where = f"{source}: {PREFIX}{key}"
+        hint = "plan --stack-dir reads only files inside the repository"
+        if raw.startswith("~") or Path(raw).is_absolute():
+            raise UserError(f"{where}: {raw!r} is an absolute path; {hint}",
+                            advice="write it relative to the project directory")
+        rel = posixpath.normpath(posixpath.join(self.rel_project, raw))
+        if rel == ".." or rel.startswith("../"):
+            raise UserError(f"{where}: {raw!r} leads outside the repository; {hint}")
+        if ".git" in rel.split("/"):
+            raise UserError(f"{where}: {raw!r} is inside .git; {hint}")
+        path = self.top / rel if rel != "." else self.top
+        real, top = Path(os.path.realpath(path)), Path(os.path.realpath(self.top))
+        if not real.is_relative_to(top):
+            raise UserError(f"{where}: {raw!r} is a symlink leading outside the repository; {hint}")
+        if ".git" in real.relative_to(top).parts:
+            raise UserError(f"{where}: {raw!r} is a symlink into .git; {hint}")
+        return path
 
 
 def _stack_files(tree: _Tree | None) -> dict[str, Path]:
     if tree is None or not tree.stack_dir.is_dir():
         return {}
-    return {p.name[len("Pulumi.") : -len(".yaml")]: p for p in sorted(tree.stack_dir.glob(STACK_GLOB))}
+    out = {}
+    for p in sorted(tree.stack_dir.glob(STACK_GLOB)):
+        tree.inside(p.relative_to(tree.root).as_posix(), _display(tree, p), "(stack file)")
+        out[p.name[len("Pulumi.") : -len(".yaml")]] = p
+    return out
 
 
 def _load_stack(tree: _Tree, path: Path) -> StackSpec:
+    """A stack file, checked against the limits (size, depth, alias expansion: a pull request
+    controls it) before PyYAML builds it."""
     try:
+        label = _display(tree, path)
+        text = _read_text(path, label)
+        bounded = parse_yaml(text, label)
+        if any(d.is_error for d in bounded.diagnostics):
+            raise ConfigError(bounded.diagnostics)
         return load_stack_file(path)
     except UserError as exc:
         raise _relabel(exc, tree) from None
@@ -268,16 +317,15 @@ def _relabel(exc: UserError, tree: _Tree) -> UserError:
     """Name files of an exported revision ``git:REV:path``, not by their scratch location."""
     if not tree.label:
         return exc
-    prefix = str(tree.root) + "/"
-    repl = tree.label + (tree.rel_project + "/" if tree.rel_project else "")
+    prefix = str(tree.top) + "/"
     if isinstance(exc, ConfigError):
         return ConfigError(
             [
-                Diagnostic(d.file.replace(prefix, repl), d.line, d.col, d.severity, d.message, d.path)
+                Diagnostic(d.file.replace(prefix, tree.label), d.line, d.col, d.severity, d.message, d.path)
                 for d in exc.diagnostics
             ]
         )
-    return UserError(exc.message.replace(prefix, repl), exc.advice)
+    return UserError(exc.message.replace(prefix, tree.label), exc.advice)
 
 
 # Stands in for the reprovisioner's login key when this machine cannot read it (an encrypted key,
@@ -286,11 +334,24 @@ def _relabel(exc: UserError, tree: _Tree) -> UserError:
 SSH_KEY_PLACEHOLDER = "ssh-ed25519 (the reprovisioner's login key)"
 
 
-def _ssh_public_key(spec: StackSpec, machine: MachineSpec, project_dir: Path) -> str:
+def _ssh_public_key(spec: StackSpec, machine: MachineSpec, tree: _Tree) -> str:
     """The ``ssh_public_key`` template variable (and the first authorized key), as the stack
-    program passes it."""
+    program passes it, when the stack gives the key or a key file inside the repository; otherwise
+    (a key kept outside the repository, as it should be, or a local VM's key) the placeholder:
+    ``plan --stack-dir`` reads nothing outside the repository."""
+    ssh = spec.ssh
+    files = {k: str(ssh[k]) for k in ("public_key_file", "private_key_file") if k in ssh}
+    given = isinstance(ssh.get("public_key"), str) or isinstance(ssh.get("private_key"), str)
+    if not given and not files:
+        return SSH_KEY_PLACEHOLDER  # the target's own key (a local VM's state): outside the repository
     try:
-        return login_public_key(spec, machine, project_dir) or SSH_KEY_PLACEHOLDER
+        for key, raw in files.items():
+            path = tree.inside(raw, spec.source, f"ssh.{key}")
+            if not path.is_file():
+                return SSH_KEY_PLACEHOLDER
+            files[key] = str(path)
+        keyed = replace(spec, ssh={**ssh, **files})
+        return login_public_key(keyed, machine, tree.root) or SSH_KEY_PLACEHOLDER
     except (UserError, KeyError):
         return SSH_KEY_PLACEHOLDER
 
@@ -303,21 +364,28 @@ def _variables(spec: MachineSpec, ssh_public_key: str) -> dict[str, str] | None:
     return {k: f"{SECRET_MARKER}{k}" if isinstance(v, SecureValue) else v for k, v in variables.items()}
 
 
-def _compile_machine(tree: _Tree, stack: StackSpec, spec: MachineSpec, ssh_public_key: str) -> CompiledConfig:
+def _compile_machine(
+    tree: _Tree, stack: StackSpec, spec: MachineSpec, ssh_public_key: str
+) -> CompiledConfig:
     """The config the stack program delivers: compiled, the machine's SSH access merged in
-    (``stackconfig.machine_access``, as the machine components do), stamped."""
-    config = resolve_path(tree.root, spec.config)
-    label = _display(tree, config)
-    text = _read_text(config, label)
-    files_dir = resolve_path(tree.root, spec.files_dir) if spec.files_dir else config.parent
-    snippets = []
-    for s in spec.snippets:
-        sp = resolve_path(tree.root, s)
-        snippets.append((_display(tree, sp), _read_text(sp, _display(tree, sp))))
+    (``stackconfig.machine_access``, as the machine components do), stamped. Every path the stack
+    file gives is read through ``_Tree.inside``, and ``local:`` contents within the repository."""
     try:
-        compiled = _compile(
-            text, label, files_dir, _variables(spec, ssh_public_key), snippets, spec.platform, stamp=False
-        )
+        key = f"machines[{stack.machines.index(spec)}]"
+        config = tree.inside(spec.config, stack.source, f"{key}.config")
+        label = _display(tree, config)
+        text = _read_text(config, label)
+        if spec.files_dir:
+            files_dir = tree.inside(spec.files_dir, stack.source, f"{key}.files_dir")
+        else:
+            files_dir = config.parent
+        snippets = []
+        for i, s in enumerate(spec.snippets):
+            sp = tree.inside(s, stack.source, f"{key}.snippets[{i}]")
+            snippets.append((_display(tree, sp), _read_text(sp, _display(tree, sp))))
+        with local_reads_within(tree.top):
+            variables = _variables(spec, ssh_public_key)
+            compiled = _compile(text, label, files_dir, variables, snippets, spec.platform, stamp=False)
         doc = machine_access(stack, spec, ssh_public_key).apply(compiled.ignition)
         return finish(doc, source_kind=compiled.source_kind, warnings=compiled.warnings)
     except UserError as exc:
@@ -326,11 +394,11 @@ def _compile_machine(tree: _Tree, stack: StackSpec, spec: MachineSpec, ssh_publi
 
 def _display(tree: _Tree, path: Path) -> str:
     try:
-        rel = path.relative_to(tree.root).as_posix()
+        rel = posixpath.normpath(path.relative_to(tree.top).as_posix())
     except ValueError:
         return str(path)
     if tree.label:
-        return tree.label + posixpath.join(tree.rel_project, rel) if tree.rel_project else tree.label + rel
+        return tree.label + rel
     return os.path.relpath(path, tree.cwd)
 
 
@@ -356,19 +424,20 @@ def _trees(repo: GitRepo, stack_dir: str, base: str) -> Iterator[tuple[_Tree | N
     commit = repo.commit(base)
     rel_stack = repo.repo_path(stack_dir)
     rel_project = posixpath.dirname(rel_stack)
-    new_stack = (repo.cwd / stack_dir).resolve()
+    new_stack = repo.top / rel_stack
     if not new_stack.is_dir():
         raise UserError(f"{stack_dir}: no such directory", advice="the directory with Pulumi.<stack>.yaml")
-    new_tree = _Tree(new_stack.parent, new_stack, "", rel_project, repo.cwd)
+    if not Path(os.path.realpath(new_stack)).is_relative_to(os.path.realpath(repo.top)):
+        raise UserError(f"{stack_dir}: a symlink leading outside the git repository {repo.top}")
+    new_tree = _Tree(repo.top, new_stack.parent, new_stack, "", rel_project, repo.cwd)
     with ExitStack() as stack:
         old_tree: _Tree | None = None
         if repo.exists(commit, rel_stack):
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flatcar-plan-")))
-            repo.export(commit, [rel_project], tmp)
+            repo.export(commit, [""], tmp)  # the revision's whole tree: configs may sit beside the project
             root = tmp / rel_project if rel_project else tmp
-            old_tree = _Tree(
-                root, root / posixpath.basename(rel_stack), f"git:{base}:", rel_project, repo.cwd
-            )
+            stacks = root / posixpath.basename(rel_stack)
+            old_tree = _Tree(tmp, root, stacks, f"git:{base}:", rel_project, repo.cwd)
         yield old_tree, new_tree, commit
 
 
@@ -403,10 +472,10 @@ def plan_stacks(
             new_m = {m.name: m for m in new_spec.machines} if new_spec else {}
             for mname in sorted(set(old_m) | set(new_m), key=_machine_order(old_m, new_m)):
                 o, n = old_m.get(mname), new_m.get(mname)
-                key = _ssh_public_key(spec_for_policy, (n or o), key_tree.root)  # type: ignore[arg-type]
+                key = _ssh_public_key(spec_for_policy, (n or o), key_tree)  # type: ignore[arg-type]
                 a = b = None
                 if o is not None and old_tree is not None and old_spec is not None:
-                    old_key = key if same_ssh else _ssh_public_key(old_spec, o, old_tree.root)
+                    old_key = key if same_ssh else _ssh_public_key(old_spec, o, old_tree)
                     a = _compile_machine(old_tree, old_spec, o, old_key)
                 if n is not None and new_spec is not None:
                     b = _compile_machine(new_tree, new_spec, n, key)
@@ -420,10 +489,10 @@ def plan_stacks(
                         secrets=secrets,
                         old_hash=a.hash if a else None,
                         new_hash=b.hash if b else None,
-                        old_source=_display(old_tree, resolve_path(old_tree.root, o.config))
+                        old_source=_display(old_tree, old_tree.root / o.config)
                         if o is not None and old_tree is not None
                         else None,
-                        new_source=_display(new_tree, resolve_path(new_tree.root, n.config)) if n else None,
+                        new_source=_display(new_tree, new_tree.root / n.config) if n else None,
                         extra_notices=_secret_notices(o, n),
                     )
                 )

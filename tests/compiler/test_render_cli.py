@@ -122,3 +122,11 @@ def test_stdin_input(monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.Captu
     monkeypatch.setattr(sys, "stdin", stdin(BAD))
     assert cli("render", "-") == 1
     assert b"<stdin>:5:13: error: path 'etc/x' must be absolute" in capsysbinary.readouterr().err
+
+
+def test_line_numbers_are_never_turned_into_emoji(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rich would print ``web.bu:100:3`` as ``web.bu💯3`` (``:100:`` is an emoji code)."""
+    (tmp_path / "web.bu").write_text("variant: flatcar\nversion: 1.0.0\n" + "#\n" * 97 + "storage: ]\n")
+    assert cli("render", str(tmp_path / "web.bu")) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'web.bu'}:100:" in err and "\U0001f4af" not in err

@@ -129,3 +129,27 @@ def test_a_public_config_is_published(ssh_key: dict[str, str]) -> None:
     g = publish(BASE, ssh_key)
     obj = g.one(DO_OBJECT)
     assert obj.plain("acl") == "public-read" and not obj.is_secret("content")
+
+
+def test_the_stack_opt_in_is_a_machine_option(tmp_path: Any, ssh_key: dict[str, str]) -> None:
+    from tests.components.test_stack_program import run_stack
+
+    bu = tmp_path / "web.bu"
+    bu.write_text(BASE.replace('"{{ greeting }}"', "hi") + KEY_FILE)
+    machine: dict[str, Any] = {"name": "web1", "config": str(bu)}
+    config = {
+        "flatcar-infra:target": "digitalocean",
+        "flatcar-infra:ssh": {"private_key_file": ssh_key["file"]},
+        "flatcar-infra:digitalocean": {
+            "region": "fra1",
+            "size": "s-1vcpu-2gb",
+            "spaces_bucket": "configs",
+            "ssh_cidrs": ["198.51.100.0/24"],
+        },
+        "flatcar-infra:machines": [machine],
+    }
+    with pytest.raises(pulumi.RunError, match=r'web1: refusing .*public_secrets=\["file:/etc/app/ca.key"\]'):
+        run_stack("digitalocean", config)
+    machine["public_secrets"] = ["file:/etc/app/ca.key"]
+    g = run_stack("digitalocean", config)
+    assert "/etc/app/ca.key" in g.one(DO_OBJECT).plain("content")

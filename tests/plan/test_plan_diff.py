@@ -246,10 +246,16 @@ def test_remote_sources_show_url_and_verification_not_fetched() -> None:
     assert cc.mode == "remote"
     assert cc.new is not None and cc.new.source == "https://bucket.example.com/f?•••"
     assert cc.new.headers == ("Authorization",)
+    # fetched with credentials: the verification hash could confirm a guessed secret, so only
+    # that something secret changed is said
     assert c.summary == (
-        "contents from https://bucket.example.com/f?••• (not fetched): "
-        "verify sha512-aaaaaaaaaaaa… → sha512-bbbbbbbbbbbb…"
+        "contents from https://bucket.example.com/f?••• (not fetched): credentials (secret, changed)"
     )
+    plain = [ign(storage={"files": [{"path": "/opt/f", "contents": {
+        "source": "https://h.example/f", "verification": {"hash": "sha512-" + h * 128}}}]}) for h in "ab"]
+    public = one(diff_ignition(*plain), "file:/opt/f")
+    assert public.summary == ("contents from https://h.example/f (not fetched): "
+                              "verify sha512-aaaaaaaaaaaa… → sha512-bbbbbbbbbbbb…")
     out = all_output(cfg("a"), cfg("b"))
     for secret in ("SIGNATURE123", "CRED", "HEADERSECRET"):
         assert secret not in out

@@ -91,6 +91,8 @@ def stack_config(greeting: str) -> dict[str, Any]:
     config: dict[str, Any] = dict(doc["config"])
     (machine,) = config["flatcar-infra:machines"]
     config["flatcar-infra:machines"] = [{**machine, "local_name": VM, "variables": {"greeting": greeting}}]
+    # software emulation on a shared machine: a reset boot can take several minutes
+    config["flatcar-infra:policy"] = {**config["flatcar-infra:policy"], "reboot_timeout": 1500}
     return config
 
 
@@ -152,7 +154,16 @@ def on_host(vm: dict[str, Any], command: str) -> str:
 
 
 def test_local_stack_provisions_then_reprovisions_in_place(local_vm: dict[str, Any]) -> None:
-    vm = local_vm
+    try:
+        run_scenario(local_vm)
+    except BaseException:
+        console = Path(str(local_vm["serial_log"]))
+        tail = console.read_text(errors="replace")[-6000:] if console.is_file() else "(no serial log)"
+        print(f"--- {VM}'s console, last 6000 characters ---\n{tail}")
+        raise
+
+
+def run_scenario(vm: dict[str, Any]) -> None:
     with ProviderEngine(ReprovisionProvider()) as engine:
         engine.configure({})
         bridge = EngineBridge(engine)
