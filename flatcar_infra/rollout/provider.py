@@ -216,11 +216,14 @@ def run(props: Mapping[str, Any], olds: Mapping[str, Any] | None) -> dict[str, A
     out_hosts: dict[str, Any] = {}
     for (wkey, name), hr in zip(order, rep.hosts, strict=True):
         base = {k: v for k, v in dict(old_hosts.get(name) or {}).items() if k in HOST_KEYS}
-        if hr.detail:
+        if "rebooted" in hr.detail:  # the machine's work finished: its outputs
             base.update({k: v for k, v in hr.detail.items() if k in HOST_KEYS})
-        elif hr.result in ("failed", "rolled-back"):
-            base["applied_hash"] = hr.applied_hash  # what it was last proven to run (None: unknown)
-            base["last_action"] = hr.result
+        else:
+            # failed, rolled back (None: unknown), not started (what its preflight found), or not
+            # contacted (the recorded hash)
+            base["applied_hash"] = hr.applied_hash
+            if hr.result != "unchanged":
+                base["last_action"] = hr.result
         base.update({"result": hr.result, "wave": wkey, "desired_hash": hr.desired_hash,
                      "started_at": iso(hr.started_at), "finished_at": iso(hr.finished_at),
                      "message": hr.message[:2000]})
