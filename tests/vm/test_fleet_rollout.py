@@ -217,6 +217,9 @@ def test_pulumi_fleet_halts_records_each_machine_and_resumes(fleet: Fleet3) -> N
     again = deploy(fleet_program(fleet, "v3", 2), stack)
     assert again.ok, (again.error, [(s.name, s.op, s.error) for s in again.steps])
     hosts = stack.by_name("web-rollout").outputs["hosts"]
-    assert [hosts[n]["result"] for n in NAMES] == ["unchanged", "reprovisioned", "reprovisioned"]
+    # fleet-b: rolled back to its old config, it is reprovisioned again; without rollback it was
+    # left on the new config, which now passes its check: verified only
+    second = "reprovisioned" if ROLLBACK else "unchanged"
+    assert [hosts[n]["result"] for n in NAMES] == ["unchanged", second, "reprovisioned"]
     assert fleet.boot(fleet.vms[0]) == boot_a
     assert all(fleet.stamp(vm) == v3 for vm in fleet.vms)
