@@ -1,16 +1,20 @@
-"""Test-bed timings: image build, first boot to SSH, plain reboot, reset (Ignition) reboot.
+"""Test-bed timings: image build, first boot, snapshot save and restore, reboots, a loaded boot.
 
-    python bench/boot.py [--fresh]
+    python bench/boot.py [--fresh] [--busy N]
 
-``--fresh`` rebuilds the image (root, a few minutes); otherwise the cached image is used and the
-build time reported is that of the cached build (from its manifest). Ratios are against the
-first boot measured in the same run, so they compare across machines of different speed.
+Ratios are against the first boot measured in the same run, so they compare across machines of
+different speed. ``--fresh`` rebuilds the image (root, a few minutes); otherwise the cached image is
+used and its recorded build time reported. ``--busy N`` (default: one per CPU) also boots a VM
+while N busy loops keep the CPUs loaded: it must come up (the in-guest and host-side timeouts
+stretch with the load), and the run prints how much slower it was and the load factor the waits saw.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +23,7 @@ from pathlib import Path
 from flatcar_infra.testbed.bucket import LocalBucket
 from flatcar_infra.testbed.image import build_image, cached_image
 from flatcar_infra.testbed.machines import VmFactory
-from flatcar_infra.testbed.vm import choose_accel, generate_client_key
+from flatcar_infra.testbed.vm import choose_accel, generate_client_key, time_scale
 
 
 def config(generation: str) -> dict[str, object]:
@@ -38,9 +42,44 @@ def config(generation: str) -> dict[str, object]:
     }
 
 
+class Stopwatch:
+    """Laps with labels, printed as ratios against the first."""
+
+    def __init__(self) -> None:
+        self.laps: list[tuple[str, float]] = []
+        self._t = time.monotonic()
+
+    def start(self) -> None:
+        self._t = time.monotonic()
+
+    def lap(self, label: str) -> None:
+        self.laps.append((label, time.monotonic() - self._t))
+
+
+def loaded_boot(factory: VmFactory, busy: int) -> tuple[float, float]:
+    """Boot a VM while ``busy`` busy loops run; returns (seconds to SSH, largest load factor seen)."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+    try:
+        time.sleep(5)
+        t = time.monotonic()
+        scale_before = time_scale()
+        vm = factory.boot("loaded", config=config("loaded"), timeout=600)
+        seconds = time.monotonic() - t
+        assert vm.read_file("/etc/generation") == b"loaded"
+        assert vm.run("systemctl --failed --no-legend --plain").text.strip() == ""
+        return seconds, max(scale_before, time_scale())
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fresh", action="store_true", help="rebuild the image and time it")
+    parser.add_argument("--busy", type=int, default=os.cpu_count() or 1,
+                        help="busy loops during the loaded boot (0: skip it)")
     args = parser.parse_args()
 
     t0 = time.monotonic()
@@ -48,7 +87,7 @@ def main() -> int:
     image = build_image(lambda phase, msg: None, force=args.fresh)
     build_wall = time.monotonic() - t0
     manifest = json.loads((image.parent / "manifest.json").read_text())
-    print(f"accelerator: {choose_accel()}")
+    print(f"accelerator: {choose_accel()}, load factor at start: {time_scale():.1f}")
     if was_cached:
         print(
             f"image build: cached (lookup {build_wall:.1f}s; the cached build took "
@@ -57,27 +96,45 @@ def main() -> int:
     else:
         print(f"image build: fresh {build_wall:.1f}s")
 
+    watch = Stopwatch()
+    loaded: tuple[float, float] | None = None
     with tempfile.TemporaryDirectory(prefix="fi-bench-") as tmp, LocalBucket() as bucket:
         key = generate_client_key(Path(tmp) / "keys")
         with VmFactory(image=image, bucket=bucket, client_key=key, workdir=Path(tmp) / "vms") as factory:
-            t = time.monotonic()
+            watch.start()
             vm = factory.boot("bench", config=config("v1"), timeout=900)
-            first = time.monotonic() - t
-
-            t = time.monotonic()
+            watch.lap("first boot -> SSH")
+            watch.start()
+            snap = factory.snapshot(vm)
+            watch.lap("snapshot (save, resume)")
+            watch.start()
+            clone = factory.restore(snap, "clone")
+            watch.lap("restore as a new VM -> SSH")
+            assert clone.read_file("/etc/generation") == b"v1"
+            clone.stop()
+            watch.start()
+            vm.restore(snap)
+            watch.lap("restore in place -> SSH")
+            watch.start()
             vm.reboot(timeout=900)
-            plain = time.monotonic() - t
-
+            watch.lap("plain reboot -> SSH")
             factory.upload("bench", config("v2"))
             vm.run("sudo flatcar-reset --keep-machine-id --keep-paths '/etc/ssh/ssh_host_.*'")
-            t = time.monotonic()
+            watch.start()
             vm.reboot(timeout=900)
-            reset = time.monotonic() - t
+            watch.lap("reset reboot -> SSH")
             assert vm.read_file("/etc/generation") == b"v2"
+            vm.stop()
+            if args.busy:
+                loaded = loaded_boot(factory, args.busy)
 
-    print(f"first boot -> SSH:   {first:6.1f}s  (1.00)")
-    print(f"plain reboot -> SSH: {plain:6.1f}s  ({plain / first:.2f} of first boot)")
-    print(f"reset reboot -> SSH: {reset:6.1f}s  ({reset / first:.2f} of first boot)")
+    first = watch.laps[0][1]
+    for label, seconds in watch.laps:
+        print(f"{label:28s} {seconds:7.1f}s  ({seconds / first:.3f} of first boot)")
+    if loaded is not None:
+        seconds, scale = loaded
+        print(f"{'boot with ' + str(args.busy) + ' busy loops':28s} {seconds:7.1f}s  "
+              f"({seconds / first:.2f} of first boot; load factor seen by the waits: {scale:.1f})")
     return 0
 
 

@@ -13,7 +13,7 @@ apt-get install -y -q --no-install-recommends \
   git ca-certificates systemd \
   ignition openssh-server openssh-client \
   qemu-system-x86 qemu-utils mmdebstrap dosfstools mtools e2fsprogs fdisk gdisk \
-  grub-pc-bin grub-common kmod
+  grub-pc-bin grub-common kmod zstd rsync attr
 # Debian's own python3 is "externally managed" (PEP 668); this machine's Python is not, and the
 # variable is ignored there.
 PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

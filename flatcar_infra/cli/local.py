@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
 
     down = sub.add_parser("down", help="stop local machines and remove their disks")
     who = down.add_mutually_exclusive_group(required=True)
-    who.add_argument("--name", help="the machine to stop")
+    who.add_argument("--name", help="the machine to stop (the last one also stops the bucket server)")
     who.add_argument("--all", action="store_true", help="every machine, and the local bucket server")
     down.set_defaults(func=run_down)
 
@@ -96,6 +96,9 @@ def run_down(args: argparse.Namespace) -> int:
         return 0
     if not local.vm_down(local.vm_name(args.name), _progress):
         ui.info(f"no local machine named {args.name!r}")
+    if not local.vm_list() and local.stop_bucket_server():
+        # the bucket server only serves local machines: the last one down takes it along
+        ui.progress("bucket", "no local machine left: local bucket server stopped")
     return 0
 
 

@@ -102,7 +102,8 @@ def compile_config(
     strict: bool = False,
     stamp_config: bool = False,
 ) -> CompiledConfig:
-    """Compile Butane (flatcar 1.0.0/1.1.0), Container Linux Config YAML or Ignition JSON.
+    """Compile Butane (flatcar 1.0.0/1.1.0/1.2.0-experimental), Container Linux Config YAML or
+    Ignition JSON.
 
     ``template``: render ``source`` (and snippets) as Jinja2 with ``variables`` first; ``None``
     means: when ``variables`` is given or the filename ends in ``.j2``.

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,6 @@ from flatcar_infra.compiler.units import mount_unit
 from flatcar_infra.compiler.versions import (
     BUTANE_VERSIONS,
     ButaneVersion,
-    available,
     describe_butane_versions,
     since,
 )
@@ -64,18 +64,23 @@ from flatcar_infra.errors import Diagnostic, Severity
 from flatcar_infra.limits import LimitExceeded, LocalFiles
 
 _MISSING: Any = object()
-_TRUE = frozenset({"true", "True", "TRUE", "y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})
-_FALSE = frozenset({"false", "False", "FALSE", "n", "N", "no", "No", "NO", "off", "Off", "OFF"})
+_TRUE_11 = frozenset({"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})
+_FALSE_11 = frozenset({"n", "N", "no", "No", "NO", "off", "Off", "OFF"})
+_TRUE = _TRUE_11 | {"true", "True", "TRUE"}
+_FALSE = _FALSE_11 | {"false", "False", "FALSE"}
 _GO_INT = re.compile(r"^[-+]?(0[bB][01]+|0[oO]?[0-7]+|0[xX][0-9a-fA-F]+|[1-9][0-9]*|0)$")
 _INT_TAG = "tag:yaml.org,2002:int"
 
 
 def butane_bool(node: YNode) -> bool:
-    """A boolean field as go-yaml v3 decodes it (YAML 1.1 ``yes``/``on`` included, even quoted)."""
+    """A boolean field as go-yaml v3 decodes it: ``true``/``True``/``TRUE`` (and ``false``) as
+    YAML 1.2 booleans, plus, for a field that is a boolean, the YAML 1.1 words ``y``/``yes``/``on``
+    (``n``/``no``/``off``, in three spellings) — those even quoted, as they are strings to it."""
     if isinstance(node, YScalar) and node.tag != BINARY_TAG:
-        if node.value in _TRUE:
+        words = (_TRUE, _FALSE) if node.plain else (_TRUE_11, _FALSE_11)
+        if node.value in words[0]:
             return True
-        if node.value in _FALSE:
+        if node.value in words[1]:
             return False
     raise TypeMismatch(f"expected a boolean (true/false), found {describe(node)}")
 
@@ -283,7 +288,7 @@ def _obj(ctx: _Ctx, node: YNode, spec: Obj, ipath: str, opath: str, spath: str) 
                     node.keys[key], f"unused key {key!r} (not part of flatcar {ctx.version.version})", kpath
                 )
             continue
-        if not available(fpath, ctx.version):
+        if fpath in ctx.version.unavailable:
             first = since(fpath)
             ctx.error(
                 node.keys[key],
@@ -670,29 +675,10 @@ def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
                 ctx.error(tree.mark, f"cannot read {rel}: {exc.strerror}", ipath)
                 continue
             if stat.S_ISREG(st.st_mode):
-                idx = file_at.get(dest)
-                if idx is not None:
-                    entry = files[idx]
-                    if (entry.get("contents") or {}).get("source"):
-                        ctx.error(
-                            tree.mark,
-                            f"matching filesystem node has existing contents or different type: {dest}",
-                            ipath,
-                        )
-                        continue
-                else:
-                    if dest in link_at or dest in dir_paths:
-                        ctx.error(
-                            tree.mark,
-                            f"matching filesystem node has existing contents or different type: {dest}",
-                            ipath,
-                        )
-                        continue
-                    idx = len(files)
-                    entry = {"path": dest}
-                    files.append(entry)
-                    file_at[dest] = idx
-                    _tree_origins(ctx, f"$.storage.files.{idx}", ipath, tree.mark, ("", ".path"))
+                idx = _tree_entry(ctx, tree, ipath, dest, "files", files, file_at, (link_at, dir_paths))
+                if idx is None:
+                    continue
+                entry = files[idx]
                 try:
                     data = ctx.local.read(src)
                 except (OSError, LimitExceeded) as exc:
@@ -716,33 +702,46 @@ def _expand_trees(ctx: _Ctx, trees: YSeq, document: dict[str, Any]) -> None:
                     (".contents", ".contents.source", ".contents.compression", ".mode"),
                 )
             elif stat.S_ISLNK(st.st_mode):
-                idx = link_at.get(dest)
-                if idx is not None:
-                    if links[idx].get("target"):
-                        ctx.error(
-                            tree.mark,
-                            f"matching filesystem node has existing contents or different type: {dest}",
-                            ipath,
-                        )
-                        continue
-                else:
-                    if dest in file_at or dest in dir_paths:
-                        ctx.error(
-                            tree.mark,
-                            f"matching filesystem node has existing contents or different type: {dest}",
-                            ipath,
-                        )
-                        continue
-                    idx = len(links)
-                    links.append({"path": dest})
-                    link_at[dest] = idx
-                    _tree_origins(ctx, f"$.storage.links.{idx}", ipath, tree.mark, ("", ".path"))
+                idx = _tree_entry(ctx, tree, ipath, dest, "links", links, link_at, (file_at, dir_paths))
+                if idx is None:
+                    continue
                 links[idx]["target"] = os.readlink(src)
                 _tree_origins(ctx, f"$.storage.links.{idx}", ipath, tree.mark, (".target",))
             else:
                 ctx.error(
                     tree.mark, f"trees may only contain files, directories, and symlinks ({rel})", ipath
                 )
+
+
+def _filled(kind: str, entry: dict[str, Any]) -> bool:
+    """Whether the user's entry already has what a tree would give it."""
+    return bool((entry.get("contents") or {}).get("source") if kind == "files" else entry.get("target"))
+
+
+def _tree_entry(
+    ctx: _Ctx,
+    tree: YMap,
+    ipath: str,
+    dest: str,
+    kind: str,
+    entries: list[dict[str, Any]],
+    at: dict[Any, int],
+    others: tuple[Collection[Any], ...],
+) -> int | None:
+    """The index of the ``kind`` entry a tree fills at ``dest``: the user's own entry when it has
+    no contents/target yet, else a new one; ``None`` (reported, as Butane does) when the path is
+    taken by a filled entry or a node of another kind."""
+    idx = at.get(dest)
+    if (idx is not None and _filled(kind, entries[idx])) or (idx is None and any(dest in o for o in others)):
+        ctx.error(
+            tree.mark, f"matching filesystem node has existing contents or different type: {dest}", ipath
+        )
+        return None
+    if idx is None:
+        idx = at[dest] = len(entries)
+        entries.append({"path": dest})
+        _tree_origins(ctx, f"$.storage.{kind}.{idx}", ipath, tree.mark, ("", ".path"))
+    return idx
 
 
 def _tree_origins(ctx: _Ctx, opath: str, ipath: str, mark: Mark, suffixes: tuple[str, ...]) -> None:

@@ -13,8 +13,11 @@ import gzip
 import re
 import urllib.parse
 
-# Left unescaped besides letters, digits and "-_.~" (which quote() never escapes).
-_SAFE = "!*'()"
+# dataurl.Escape's unreserved set (RFC 2396): letters, digits and "-_.!~*'()"; every other byte
+# is %XX. A table lookup per byte (in C, through map) is twice as fast as urllib's quote().
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
+_ESCAPE = [chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256)]
+_UNRESERVED_BYTES = bytes(sorted(_UNRESERVED))
 
 
 def data_url(data: bytes, *, allow_compression: bool = False) -> tuple[str, str | None]:
@@ -23,12 +26,17 @@ def data_url(data: bytes, *, allow_compression: bool = False) -> tuple[str, str 
     The gzip stream is written with mtime 0 and no file name so the bytes (and the config hash)
     are the same on every run and machine.
     """
-    opaque = "," + urllib.parse.quote(data, safe=_SAFE)
-    b64 = ";base64," + base64.b64encode(data).decode("ascii")
-    if len(b64) < len(opaque):
-        opaque = b64
+    # Lengths first (in C): build the percent-escaped form only when it is the shorter one.
+    reserved = len(data.translate(None, _UNRESERVED_BYTES))
+    escaped_len = 1 + len(data) + 2 * reserved
+    b64_len = len(";base64,") + 4 * ((len(data) + 2) // 3)
+    if b64_len < escaped_len:
+        opaque = ";base64," + base64.b64encode(data).decode("ascii")
+    else:
+        opaque = "," + "".join(map(_ESCAPE.__getitem__, data))
     compression = None
-    if allow_compression:
+    # gzip's own header and trailer take 18 bytes (24 in base64): it cannot win below that
+    if allow_compression and len(opaque) > len(";base64,") + 24 + len("gzip"):
         packed = gzip.compress(data, compresslevel=9, mtime=0)
         gz = ";base64," + base64.b64encode(packed).decode("ascii")
         if len(gz) + len("gzip") < len(opaque):
@@ -63,6 +71,15 @@ def decode_data_url_strict(url: str) -> bytes:
     """The bytes of a ``data:`` URL, refusing what Ignition refuses (``vincent-petithory/dataurl``:
     RFC 2397 media type and parameters, ``%`` escapes that must be hex, padded standard base64,
     ASCII only). ``ValueError`` carries that library's message."""
+    return _strict(url, decode=True)
+
+
+def check_data_url(url: str) -> None:
+    """``decode_data_url_strict`` without decoding: ``ValueError`` if Ignition refuses ``url``."""
+    _strict(url, decode=False)
+
+
+def _strict(url: str, *, decode: bool) -> bytes:
     if not url.startswith("data:"):
         raise ValueError("missing data prefix")
     header, comma, payload = url[5:].partition(",")
@@ -81,8 +98,8 @@ def decode_data_url_strict(url: str) -> bytes:
             ("text", "image", "audio", "video", "application", "message", "multipart")
         ):
             raise ValueError("invalid media type")
-        if not subtype or not all(_token_char(c) for c in subtype):
-            raise ValueError("invalid character for media subtype" if subtype else "incomplete media type")
+        if not all(_token_char(c) for c in subtype):  # an empty subtype is accepted
+            raise ValueError("invalid character for media subtype")
     for i, param in enumerate(params[1:], 1):
         attr, eq, value = param.partition("=")
         if not attr:
@@ -107,7 +124,7 @@ def decode_data_url_strict(url: str) -> bytes:
             raise ValueError("invalid data character")
         if len(payload) % 4 or (payload.endswith("=") and len(payload.rstrip("=")) % 4 == 1):
             raise ValueError("illegal base64 data (bad padding)")
-        return base64.b64decode(payload)
+        return base64.b64decode(payload) if decode else b""
     if not _URL_CHARS_RE.fullmatch(payload):
         raise ValueError("invalid data character")
     bad = _BAD_ESCAPE_RE.search(payload)
@@ -115,4 +132,4 @@ def decode_data_url_strict(url: str) -> bytes:
         if len(bad.group()) < 3:
             raise ValueError("rfc2396: unexpected end of unescape sequence")
         raise ValueError("rfc2396: invalid char 0x25 in unescape sequence")
-    return urllib.parse.unquote_to_bytes(payload)
+    return urllib.parse.unquote_to_bytes(payload) if decode else b""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from flatcar_infra.compiler.yamlsrc import Mark
 from flatcar_infra.errors import Diagnostic
@@ -20,8 +20,7 @@ def snake(path: str) -> str:
     return _CAMEL.sub(lambda m: "_" + m[1].lower(), path)
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):
     path: str | None  # the source path that produced the output value (None: same shape as output)
     mark: Mark
 

@@ -9,6 +9,7 @@ so that buffer is modelled too: a long line is refused exactly when Ignition ref
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 LINE_MAX = 2048
@@ -85,9 +86,107 @@ class _Reader:
         return b"\n" not in window and b"\r" not in window
 
 
+_SPACE_CHARS = "".join(sorted(_SPACE))
+_SPACE_RUN = re.compile("[" + "".join(sorted(_SPACE)).replace("\\", "") + "]*")
+_NAME_END = re.compile(r"[=\r\n]")
+_FIRST_MARK = re.compile(r"[\[#;]")
+
+
+# A unit of plain lines only: blank lines and comments, then [Section] headers, Key=Value lines,
+# blank lines and comments (no continuation backslash at a line end). Nearly every unit is one;
+# its reading cannot fail, so its sections are all the parser's answer needed.
+_PLAIN_UNIT = re.compile(  # possessive quantifiers throughout: linear time on any input
+    r"(?:[ \t]*+(?:[#;][^\n]*+(?<![\\ ]))?+\n)*+"
+    r"(?:[ \t]*+\[[^\]\n]*+\][ \t]*+(?:\n|\Z)"
+    r"(?:[ \t]*+(?:[#;][^\n]*+(?<![\\ ])|\[[^\]\n]*+\][ \t]*+|[^\s\[#;=][^=\n]*+=[^\n]*+(?<!\\))?+"
+    r"(?:\n|\Z))*+)?+"
+)
+_HEADER = re.compile(r"(?m)^[ \t]*\[([^\]\n]*)\]")
+
+
 def parse_unit(text: str) -> UnitText:
     """Parse unit text; ``UnitSyntaxError`` for what Ignition refuses."""
-    r = _Reader(text.encode("utf-8", errors="surrogateescape"))
+    if len(text) < LINE_MAX // 4 or max(map(len, text.split("\n"))) < LINE_MAX // 4:
+        # no line can reach LINE_MAX bytes (a character is at most 4 bytes)
+        if _PLAIN_UNIT.fullmatch(text):
+            return UnitText(sections=_HEADER.findall(text))
+        return _parse_lines(text)
+    data = text.encode("utf-8", errors="surrogateescape")
+    if max(map(len, data.split(b"\n"))) >= LINE_MAX:
+        return _parse_exact(data)
+    return _parse_lines(text)
+
+
+def _parse_lines(t: str) -> UnitText:
+    """The same grammar, a line at a time: exact when no line reaches ``LINE_MAX`` bytes (then
+    every 2048-byte window holds a newline, so the length check can never fire)."""
+    out = UnitText()
+    pos, n = 0, len(t)
+    section = ""
+    in_body = False
+
+    def eol(p: int) -> int:
+        k = t.find("\n", p)
+        return n if k < 0 else k + 1
+
+    def skip_comment(p: int) -> int:
+        while True:
+            end = eol(p)
+            line = t[p:end].removesuffix("\n").removesuffix("\r").removesuffix(" ")
+            p = end
+            if not line.endswith("\\") or p >= n:
+                return p
+
+    while pos < n:
+        if in_body:
+            pos = _SPACE_RUN.match(t, pos).end()  # type: ignore[union-attr]
+            if pos >= n:
+                break
+            c = t[pos]
+        else:
+            m = _FIRST_MARK.search(t, pos)
+            if m is None:
+                break
+            pos, c = m.start(), m.group()
+        if c == "[":
+            k = t.find("]", pos + 1)
+            if k < 0:
+                raise UnitSyntaxError("unable to find end of section")
+            section = t[pos + 1 : k]
+            end = eol(k + 1)
+            garbage = t[k + 1 : end].removesuffix("\n").removesuffix("\r").strip(_SPACE_CHARS)
+            if garbage:
+                raise UnitSyntaxError(f"found garbage after section name {section}: {garbage!r}")
+            out.sections.append(section)
+            in_body = True
+            pos = end
+            continue
+        if c in "#;":
+            pos = skip_comment(pos + 1)
+            continue
+        m = _NAME_END.search(t, pos)
+        if m is None:
+            raise UnitSyntaxError("EOF")
+        if m.group() != "=":
+            raise UnitSyntaxError("unexpected newline encountered while parsing option name")
+        key = t[pos : m.start()].strip()
+        pos = m.end()
+        value: list[str] = []
+        while True:
+            end = eol(pos)
+            line = t[pos:end].removesuffix("\n").removesuffix("\r")
+            pos = end
+            if line.strip():
+                value.append(line)
+                if line.endswith("\\") and pos < n:
+                    continue
+            break
+        out.options.append((section, key, "\n".join(value).strip()))
+    return out
+
+
+def _parse_exact(data: bytes) -> UnitText:
+    r = _Reader(data)
     out = UnitText()
     state = "section"  # "section": before any [Section]; "body": inside one
     section = ""
@@ -119,11 +218,9 @@ def parse_unit(text: str) -> UnitText:
             section = name[:-1].decode("utf-8", errors="replace")
             if r.line_too_long():
                 raise UnitSyntaxError(f"line too long (max {LINE_MAX} bytes)")
-            garbage = to_eol().strip()
+            garbage = to_eol().decode("utf-8", errors="replace").strip(_SPACE_CHARS)
             if garbage:
-                raise UnitSyntaxError(
-                    f"found garbage after section name {section}: {garbage.decode(errors='replace')!r}"
-                )
+                raise UnitSyntaxError(f"found garbage after section name {section}: {garbage!r}")
             out.sections.append(section)
             state = "body"
             continue

@@ -7,6 +7,7 @@ is a config the machine's Ignition rejects at first boot, so we check it the sam
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -23,30 +24,26 @@ class GoURL:
     raw_query: str
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-_HOST_OK = frozenset("!$&'()*+,;=:[]<>\"-_.~")
-_USERINFO_OK = frozenset("-._:~!$&'()*+,;=%@")
-
-
-def _alnum(c: str) -> bool:
-    return c.isascii() and c.isalnum()
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2}).{0,2}", re.DOTALL)
+# in a host, an escape must be of a byte >= 0x80 (or "%25", the zone separator)
+_BAD_HOST_ESCAPE = re.compile(r"%(?!25)[0-7][0-9A-Fa-f]")
+_BAD_HOST_CHAR = re.compile(r"[^A-Za-z0-9!$&'()*+,;=:\[\]<>\"\-_.~%\x80-\U0010ffff]")
+_BAD_USERINFO_CHAR = re.compile(r"[^A-Za-z0-9\-._:~!$&'()*+,;=%@]")
+_CTL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _unescape(s: str, *, host: bool = False) -> None:
     """Go's ``unescape`` checks only (the decoded value is not needed)."""
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c == "%":
-            if i + 2 >= len(s) or s[i + 1] not in _HEX or s[i + 2] not in _HEX:
-                raise URLError(f"invalid URL escape {s[i : i + 3]!r}")
-            if host and int(s[i + 1], 16) < 8 and s[i : i + 3] != "%25":
-                raise URLError(f"invalid URL escape {s[i : i + 3]!r}")
-            i += 3
-            continue
-        if host and ord(c) < 0x80 and not (_alnum(c) or c in _HOST_OK):
-            raise URLError(f"invalid character {c!r} in host name")
-        i += 1
+    bad = _BAD_ESCAPE.search(s)
+    if bad is not None:
+        raise URLError(f"invalid URL escape {bad.group()!r}")
+    if host:
+        bad = _BAD_HOST_ESCAPE.search(s)
+        if bad is not None:
+            raise URLError(f"invalid URL escape {bad.group()!r}")
+        bad = _BAD_HOST_CHAR.search(s)
+        if bad is not None:
+            raise URLError(f"invalid character {bad.group()!r} in host name")
 
 
 def _valid_port(port: str) -> bool:
@@ -90,7 +87,7 @@ def _scheme(raw: str) -> tuple[str, str]:
 def parse_url(raw: str) -> GoURL:
     """``url.Parse(raw)``: the parts Ignition looks at, or ``URLError``."""
     rest_all, _, frag = raw.partition("#")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rest_all):
+    if _CTL.search(rest_all):
         raise URLError("net/url: invalid control character in URL")
     if rest_all == "*":
         return GoURL("", "", "", "")
@@ -115,7 +112,7 @@ def parse_url(raw: str) -> GoURL:
         host = _parse_host(authority[at + 1 :] if at >= 0 else authority)
         if at >= 0:
             userinfo = authority[:at]
-            if not all(_alnum(c) or c in _USERINFO_OK for c in userinfo):
+            if _BAD_USERINFO_CHAR.search(userinfo):
                 raise URLError("net/url: invalid userinfo")
             for part in userinfo.split(":", 1):
                 _unescape(part)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from flatcar_infra.compiler.dataurl import decode_data_url_strict
+from flatcar_infra.compiler.dataurl import check_data_url
 from flatcar_infra.compiler.schema import SUPPORTED_VERSIONS, quick_check, validator
 from flatcar_infra.compiler.unitfile import UnitSyntaxError, parse_unit
 from flatcar_infra.compiler.urls import URLError, parse_url, query_values
@@ -149,20 +149,21 @@ def _json_type(value: Any) -> str:
     return "null"
 
 
-def _numbers(node: Any, path: str) -> Iterator[Problem]:
+def _numbers(doc: Any, root: str) -> Iterator[Problem]:
     """Ignition reads integers into Go ints: ``1.0`` and anything beyond 64 bits fail to load."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if isinstance(v, dict | list | float | int):
-                yield from _numbers(v, f"{path}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            if isinstance(v, dict | list | float | int):
-                yield from _numbers(v, f"{path}.{i}")
-    elif isinstance(node, float):
-        yield E, path, f"expected an integer, found {node!r}"
-    elif isinstance(node, int) and not isinstance(node, bool) and not INT64[0] <= node <= INT64[1]:
-        yield E, path, f"{node} does not fit in a 64-bit integer"
+    stack: list[tuple[Any, str]] = [(doc, root)]
+    lo, hi = INT64
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if type(node) is dict else enumerate(node)
+        for k, v in items:
+            t = type(v)
+            if t is dict or t is list:
+                stack.append((v, f"{path}.{k}"))
+            elif t is float:
+                yield E, f"{path}.{k}", f"expected an integer, found {v!r}"
+            elif t is int and not lo <= v <= hi:
+                yield E, f"{path}.{k}", f"{v} does not fit in a 64-bit integer"
 
 
 # --- path and URL rules (shared by many types) ---------------------------------------------------
@@ -190,6 +191,14 @@ def go_clean(path: str) -> str:
 
 def url_error(source: str, spec: IgnitionSpec) -> str | None:
     """Ignition's ``validateURL`` for a resource ``source``."""
+    if source.startswith("data:"):
+        # url.Parse accepts what the data URL reader accepts (it refuses control characters and
+        # "#" too): the reader alone decides, without a second pass over a long payload
+        try:
+            check_data_url(source)
+        except ValueError as exc:
+            return f"invalid data URL: {exc}"
+        return None
     try:
         url = parse_url(source)
     except URLError as exc:
@@ -211,7 +220,7 @@ def url_error(source: str, spec: IgnitionSpec) -> str | None:
             return "invalid S3 object VersionId (empty versionId)"
     if scheme == "data":
         try:
-            decode_data_url_strict(source)
+            check_data_url(source)
         except ValueError as exc:
             return f"invalid data URL: {exc}"
     return None

@@ -46,6 +46,11 @@ class ButaneVersion:
     def spec(self) -> IgnitionSpec:
         return IGNITION_SPECS[self.ignition]
 
+    @cached_property
+    def unavailable(self) -> frozenset[str]:
+        """The field paths of newer versions: not in this one."""
+        return frozenset(f for b in BUTANE_VERSIONS.values() if b.key > self.key for f in b.added)
+
 
 IGNITION_SPECS: dict[str, IgnitionSpec] = {
     s.version: s
@@ -103,14 +108,9 @@ def describe_butane_versions() -> str:
     return ", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else parts[0]
 
 
+_SINCE = {f: b for b in reversed(BUTANE_VERSIONS.values()) for f in b.added}
+
+
 def since(field_path: str) -> ButaneVersion | None:
     """The first Butane version with ``field_path``; ``None`` when it is in every version."""
-    for b in BUTANE_VERSIONS.values():
-        if field_path in b.added:
-            return b
-    return None
-
-
-def available(field_path: str, version: ButaneVersion) -> bool:
-    first = since(field_path)
-    return first is None or first.key <= version.key
+    return _SINCE.get(field_path)

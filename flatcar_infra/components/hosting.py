@@ -41,6 +41,16 @@ def object_key(machine: str, *, unguessable: str | None = None) -> str:
     return "/".join([*parts, OBJECT_NAME])
 
 
+def check_object_key(field: str, key: str | None) -> None:
+    """A user-given object key (an upgrade keeping an existing machine's pointer): a plain,
+    relative S3 key, so the pointer built from it is the one the machine already has."""
+    if key is None:
+        return
+    if not isinstance(key, str) or not key or key.startswith("/") or any(c in key for c in "\n\r\\"):
+        raise pulumi.RunError(f"{field}: {key!r} is not an object key "
+                              "(e.g. flatcar-infra/<stack>/<machine>/config.ign)")
+
+
 def refuse_public_secrets(
     name: str, config: ConfigOutput, accepted: Sequence[str], *, where: str, opt_in: str
 ) -> pulumi.Output[str]:

@@ -39,7 +39,7 @@ from flatcar_infra.components.args import (
     check_cidrs,
     world_open,
 )
-from flatcar_infra.components.hosting import object_key, pointer_config
+from flatcar_infra.components.hosting import check_object_key, object_key, pointer_config
 from flatcar_infra.components.machines import FlatcarMachine
 from flatcar_infra.targets import INBOUND, Fail, ItemSchema, Kind, Target
 
@@ -68,6 +68,10 @@ class AwsMachineArgs(MachineCommon):
     ``AwsConfigBucket``. ``key_name``: an existing EC2 key pair, installed by Flatcar from the
     instance metadata on every boot (not needed: SSH keys come through the config); used at
     creation only. ``availability_zone``: required with ``volumes`` unless ``subnet_id`` gives it.
+    ``object_key``: the S3 key of the config instead of ``flatcar-infra/<project>/<stack>/<machine>/
+    config.ign``; give the key an instance already points at (``flatcar-infra/<stack>/<machine>/
+    config.ign`` from flatcar-infra 0.1) so an upgrade keeps its user-data, since a changed
+    pointer would replace the instance.
     """
 
     ssh_cidrs: Sequence[str]
@@ -85,8 +89,10 @@ class AwsMachineArgs(MachineCommon):
     volumes: Sequence[AwsVolume] = ()
     elastic_ip: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
+    object_key: str | None = None
 
     def __post_init__(self) -> None:
+        check_object_key("AwsMachineArgs.object_key", self.object_key)
         object.__setattr__(self, "ssh_cidrs", check_cidrs("AwsMachineArgs.ssh_cidrs", self.ssh_cidrs))
         check_channel("AwsMachineArgs.channel", self.channel)
         if self.architecture not in ("x86_64", "arm64"):
@@ -261,7 +267,7 @@ class AwsMachine(FlatcarMachine):
         bucket: pulumi.Input[str]
         bucket = args.bucket if args.bucket is not None else AwsConfigBucket(name, opts=child).bucket
         self.hosting = AwsConfigHosting(
-            name, bucket=bucket, key=object_key(name), content=config.canonical, opts=child
+            name, bucket=bucket, key=args.object_key or object_key(name), content=config.canonical, opts=child
         )
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
@@ -391,6 +397,7 @@ class AwsTarget(Target):
         "vpc_id": "str",
         "root_volume_size": "int",
         "tags": "str_map",
+        "object_key": "str",  # keep the S3 key of a machine made by an older flatcar-infra
     }
     items: ClassVar[Mapping[str, ItemSchema]] = {
         "volumes": ItemSchema(
@@ -461,6 +468,7 @@ class AwsTarget(Target):
                     ],
                     elastic_ip=bool(o.get("elastic_ip", False)),
                     tags=dict(o.get("tags", {})),
+                    object_key=o.get("object_key"),
                 ),
                 opts=provider_opts,
             )

@@ -34,7 +34,12 @@ from flatcar_infra.components.args import (
     world_open,
 )
 from flatcar_infra.components.config import ConfigOutput
-from flatcar_infra.components.hosting import object_key, pointer_config, refuse_public_secrets
+from flatcar_infra.components.hosting import (
+    check_object_key,
+    object_key,
+    pointer_config,
+    refuse_public_secrets,
+)
 from flatcar_infra.components.machines import FlatcarMachine
 from flatcar_infra.targets import INBOUND, Fail, ItemSchema, Kind, Target
 
@@ -81,7 +86,10 @@ class DigitalOceanMachineArgs(MachineCommon):
     ``ssh_keys``: ids or fingerprints of account keys DigitalOcean installs through its metadata
     (not needed: SSH keys come through the config); used at creation only. ``public_secrets``:
     the entries (``file:/etc/app/ca.key``, ``user:core``, ``variable:token``) you accept to
-    publish in the public object; any other secret is refused.
+    publish in the public object; any other secret is refused. ``object_key``: the Spaces key of
+    the config instead of a new unguessable one; give the key a droplet already points at (e.g.
+    ``flatcar-infra/<hex>/config.ign`` from flatcar-infra 0.1) so an upgrade keeps its
+    user-data, since a changed pointer would replace the droplet.
     """
 
     region: str
@@ -98,8 +106,10 @@ class DigitalOceanMachineArgs(MachineCommon):
     reserved_ip: bool = False
     vpc_uuid: pulumi.Input[str] | None = None
     public_secrets: Sequence[str] = ()
+    object_key: str | None = None
 
     def __post_init__(self) -> None:
+        check_object_key("DigitalOceanMachineArgs.object_key", self.object_key)
         for name in ("region", "size", "spaces_bucket"):
             if not getattr(self, name):  # an empty string from a half-filled stack config
                 raise pulumi.RunError(f"DigitalOceanMachineArgs.{name}: required")
@@ -130,6 +140,7 @@ class DigitalOceanConfigHosting(pulumi.ComponentResource):
         region: pulumi.Input[str],
         config: ConfigOutput,
         public_secrets: Sequence[str] = (),
+        key: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("flatcar-infra:digitalocean:ConfigHosting", name, None, opts)
@@ -137,8 +148,11 @@ class DigitalOceanConfigHosting(pulumi.ComponentResource):
         content = refuse_public_secrets(
             name, config, public_secrets, where="a public-read Spaces object", opt_in="public_secrets"
         )
-        self.key_id = random.RandomId(f"{name}-key", byte_length=16, opts=child)
-        self.key = self.key_id.hex.apply(lambda h: object_key(name, unguessable=h))
+        if key is not None:
+            self.key: pulumi.Output[str] = pulumi.Output.from_input(key)
+        else:
+            self.key_id = random.RandomId(f"{name}-key", byte_length=16, opts=child)
+            self.key = self.key_id.hex.apply(lambda h: object_key(name, unguessable=h))
         self.object = _sdk().SpacesBucketObject(
             f"{name}-config",
             bucket=bucket,
@@ -199,6 +213,7 @@ class DigitalOceanMachine(FlatcarMachine):
             region=args.spaces_region or args.region,
             config=config,
             public_secrets=args.public_secrets,
+            key=args.object_key,
             opts=child,
         )
         image: pulumi.Input[str]
@@ -313,6 +328,7 @@ class DigitalOceanTarget(Target):
         "ssh_cidrs": "str_list",
         "inbound": "list_of_maps",  # [{ports, cidrs, protocol}]
         "public_secrets": "str_list",
+        "object_key": "str",  # keep the Spaces key of a droplet made by an older flatcar-infra
         "tags": "str_list",
         "volumes": "list_of_maps",  # [{name, size_gb}]
         "reserved_ip": "bool",
@@ -383,6 +399,7 @@ class DigitalOceanTarget(Target):
                     reserved_ip=bool(o.get("reserved_ip", False)),
                     vpc_uuid=o.get("vpc_uuid"),
                     public_secrets=list(o.get("public_secrets", ())),
+                    object_key=o.get("object_key"),
                 ),
             )
         return out

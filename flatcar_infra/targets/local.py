@@ -111,12 +111,12 @@ def build_image(progress: Progress, *, force: bool = False) -> Path:
 
 def _upload(machine: str, content: str) -> str:
     """Write the config to the machine's object on the local bucket; returns the guest URL."""
-    from flatcar_infra.testbed.bucket import LocalBucket
+    from flatcar_infra.testbed.local import machine_bucket
 
     vm = load_vm(machine)
     port = int(vm["bucket_port"])
     try:
-        bucket = LocalBucket.attach(port, str(vm["bucket"]))
+        bucket = machine_bucket(vm)  # signed with the bucket server's credentials: writes need them
         return bucket.put(str(vm["object_key"]), content.encode("utf-8"))
     except Exception as exc:  # botocore's connection errors have no common base worth naming
         raise UserError(
@@ -213,7 +213,8 @@ class LocalMachine(FlatcarMachine):
 
 class LocalTarget(Target):
     name = "local"
-    fetch = "the local bucket (a moto S3 server on 127.0.0.1, reached by the VM through QEMU)"
+    fetch = ("the local bucket (a moto S3 server on 127.0.0.1 that only signed requests may change, "
+             "reached by the VM through QEMU)")
     options: ClassVar[Mapping[str, Kind]] = {"local_name": "str"}
     needs_private_key = False
 

@@ -34,13 +34,13 @@ from pathlib import Path
 from flatcar_infra.errors import UserError
 
 #: Bump when the build procedure changes in a way the hashed inputs do not show.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 SUITE = "bookworm"
 KERNEL_PACKAGE = "linux-image-amd64"
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "udev", "kmod", "openssh-server", "sudo",
     "dracut", "dracut-network", "curl", "ignition", "e2fsprogs", "dosfstools", "gdisk",
-    "fdisk", "util-linux", "iproute2", "procps", "less", "zstd",
+    "fdisk", "util-linux", "iproute2", "procps", "less", "zstd", "rsync", "attr",
 )  # fmt: skip
 IMAGE_NAME = "flatcar-standin.qcow2"
 FILES_DIR = Path(__file__).parent / "files"
@@ -269,12 +269,27 @@ def _strip_identity(root: Path) -> None:
         key.unlink()
 
 
+def _flatcar_root_layout(root: Path) -> None:
+    """ROOT holds only state, as on Flatcar: the pristine /etc moves to USR as the /etc overlay's
+    lower dir (``/usr/share/flatcar/etc``; ROOT's /etc, the upper dir, starts empty), and Debian's
+    package-manager state and kernel links go (Flatcar has neither on ROOT)."""
+    lower = root / "usr/share/flatcar/etc"
+    lower.parent.mkdir(parents=True, exist_ok=True)
+    (root / "etc").rename(lower)
+    (root / "etc").mkdir(mode=0o755)
+    for rel in ("var/lib/dpkg", "var/lib/apt", "var/cache/apt", "var/cache/debconf", "var/log/apt"):
+        shutil.rmtree(root / rel, ignore_errors=True)
+    for path in [*root.glob("var/log/*.log"), *root.glob("vmlinuz*"), *root.glob("initrd.img*")]:
+        path.unlink()
+
+
 def _assemble(rootfs: Path, work: Path, layout: Layout, key: str, report: Progress) -> Path:
     kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
     if not kernels:
         raise UserError("image build: no kernel in the root filesystem")
     kver = kernels[-1].name.removeprefix("vmlinuz-")
     _strip_identity(rootfs)
+    _flatcar_root_layout(rootfs)
 
     # EFI-SYSTEM: GRUB config, kernel, initramfs and the first-boot flag.
     esp = work / "esp"
@@ -295,12 +310,13 @@ def _assemble(rootfs: Path, work: Path, layout: Layout, key: str, report: Progre
     _run(["grub-mkimage", "-O", "i386-pc", "-o", str(core), "-c", str(FILES_DIR / "grub/embedded.cfg"),
           "-p", "/grub", *GRUB_MODULES], report, "grub-mkimage")
 
-    # USR-A: /usr, plus a factory copy of the pristine ROOT to refill it after a wipe or reset.
+    # USR-A: /usr, plus a factory copy of the pristine ROOT (but /etc, which the overlay's lower
+    # dir provides) to recreate its base layout after a wipe or reset.
     usr = rootfs / "usr"
     factory = usr / "share/factory"
     factory.mkdir(parents=True)
     for entry in sorted(rootfs.iterdir()):
-        if entry.name in ("usr", "boot"):
+        if entry.name in ("usr", "boot", "etc"):
             continue
         _run(["cp", "-a", str(entry), str(factory / entry.name)], report, "factory")
     for name in ("boot", "oem"):

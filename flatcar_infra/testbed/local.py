@@ -1,11 +1,13 @@
 """The built-in local target: Flatcar(-like) machines on this host that outlive the CLI.
 
 Like the talk's demo (``flatcar_production_qemu.sh -i ignition.json``) but with the cloud's
-shape: the compiled config goes to a bucket on a local S3 server (a detached ``moto_server`` on
-127.0.0.1), the VM gets the never-changing pointer config as user-data, and its QEMU runs
+shape: the compiled config goes to a bucket on a local S3 server (a detached moto behind a SigV4
+check, ``python -m flatcar_infra.testbed.bucket serve`` on 127.0.0.1), the VM gets the
+never-changing pointer config as user-data, and its QEMU runs
 daemonized. State lives in ``$FLATCAR_INFRA_HOME/local`` (default ``~/.local/share/flatcar-infra``):
 
 - ``bucket.json``: the bucket server's pid, port and bucket (reused while it is alive);
+- ``bucket.credentials``: the only credentials that server accepts for writes (mode 0600);
 - ``<name>.json``: what ``local up`` printed plus pid, overlay, ports, serial log and QMP socket;
 - ``<name>/``: the machine's client key, overlay, user-data and logs.
 
@@ -30,7 +32,14 @@ from typing import Any
 from flatcar_infra.compiler.api import CompiledConfig
 from flatcar_infra.errors import UserError
 from flatcar_infra.procs import pid_alive
-from flatcar_infra.testbed.bucket import DEFAULT_BUCKET, LocalBucket, free_port, pointer_config
+from flatcar_infra.testbed.bucket import (
+    DEFAULT_BUCKET,
+    LocalBucket,
+    free_port,
+    pointer_config,
+    read_credentials,
+)
+from flatcar_infra.testbed.s3auth import Credentials
 from flatcar_infra.testbed.vm import (
     FLATCAR_FW_CFG,
     STANDIN_FW_CFG,
@@ -50,7 +59,14 @@ def home() -> Path:
     return base / "local"
 
 
+def credentials_path() -> Path:
+    """The bucket server's credentials (JSON, mode 0600); not ``*.json``, which are machines."""
+    return home() / "bucket.credentials"
+
+
 def check_name(name: str) -> str:
+    if name == "bucket":
+        raise UserError("'bucket' is reserved for the local bucket server's state", "choose another name")
     if not NAME_RE.match(name):
         raise UserError(f"invalid machine name {name!r}",
                         "use 1-40 lowercase letters, digits and dashes, e.g. 'web-1'")
@@ -62,10 +78,13 @@ def object_key(name: str) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically, readable by the owner only from the first byte (state may hold secrets)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
 
 
@@ -73,15 +92,19 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class BucketServer:
+    """The detached local S3 server: moto behind the SigV4 check, accepting only ``credentials``
+    (created with the server, kept in ``bucket.credentials``, mode 0600)."""
+
     pid: int
     port: int
     bucket: str
+    credentials: Credentials
 
     def alive(self) -> bool:
         return pid_alive(self.pid) and _port_open(self.port)
 
     def client(self) -> LocalBucket:
-        return LocalBucket.attach(self.port, self.bucket)
+        return LocalBucket.attach(self.port, self.credentials, self.bucket)
 
 
 def _port_open(port: int) -> bool:
@@ -95,31 +118,44 @@ def _port_open(port: int) -> bool:
 def bucket_server(progress: Progress) -> BucketServer:
     """The running local bucket server, started (detached) when there is none."""
     state = home() / "bucket.json"
-    if state.is_file():
+    cred_file = credentials_path()
+    if state.is_file() and cred_file.is_file():
         data = json.loads(state.read_text())
-        server = BucketServer(int(data["pid"]), int(data["port"]), str(data["bucket"]))
+        server = BucketServer(int(data["pid"]), int(data["port"]), str(data["bucket"]),
+                              read_credentials(cred_file))
         if server.alive():
             return server
         progress("bucket", "the previous bucket server is gone: starting a new one (configs are re-uploaded)")
+    creds = Credentials.generate()
+    _write_json(cred_file, {"access_key": creds.access_key, "secret_key": creds.secret_key})
     port = free_port()
     log = home() / "bucket-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not Path(exe).exists():
-        raise UserError("moto_server not found", "pip install 'moto[server]'")
     with log.open("ab") as out:
-        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 30
+        serve = [sys.executable, "-m", "flatcar_infra.testbed.bucket", "serve", "--port", str(port),
+                 "--credentials", str(cred_file)]
+        proc = subprocess.Popen(serve, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + 60
     while not _port_open(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise UserError(f"the local bucket server did not start (see {log})")
         time.sleep(0.2)
-    server = BucketServer(proc.pid, port, DEFAULT_BUCKET)
+    server = BucketServer(proc.pid, port, DEFAULT_BUCKET, creds)
     server.client()  # creates the bucket
     _write_json(state, {"pid": server.pid, "port": server.port, "bucket": server.bucket})
     progress("bucket", f"local S3 server on 127.0.0.1:{port} (pid {proc.pid})")
     return server
+
+
+def machine_bucket(state: dict[str, Any]) -> LocalBucket:
+    """The bucket holding a local machine's config object, signed with the credentials of the
+    bucket server (only they may write)."""
+    cred_file = credentials_path()
+    if not cred_file.is_file():
+        raise UserError(f"no credentials for the local bucket server ({cred_file} is missing)",
+                        f"run `flatcar-infra local up --name {state['name']}` again")
+    return LocalBucket.attach(int(state["bucket_port"]), read_credentials(cred_file), str(state["bucket"]))
 
 
 def stop_bucket_server() -> bool:
@@ -129,6 +165,7 @@ def stop_bucket_server() -> bool:
     data = json.loads(state.read_text())
     _terminate(int(data["pid"]))
     state.unlink()
+    credentials_path().unlink(missing_ok=True)
     return True
 
 

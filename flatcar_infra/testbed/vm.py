@@ -7,6 +7,11 @@ file and a QMP socket allows fault injection. ``stop()`` always removes what ``s
 
 SSH is pinned: the host key is captured once on the first boot (trust on first use) and every
 later connection must present the same key, so a reset that loses the host keys is detected.
+
+A booted VM can be saved (``Vm.snapshot``: its disk frozen as a qcow2 overlay, its RAM and devices
+as a QEMU migration stream) and restored in seconds instead of a boot, in place (``Vm.restore``)
+or as new, independent VMs (``VmFactory.restore``). Host-side waits stretch with the host's load
+(``time_scale``), because a loaded machine slows software emulation down several times.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -49,10 +55,54 @@ T = TypeVar("T")
 #: fw_cfg name Debian's Ignition (the stand-in) reads; real Flatcar reads FLATCAR_FW_CFG.
 STANDIN_FW_CFG = "opt/com.coreos/config"
 FLATCAR_FW_CFG = "opt/org.flatcar-linux/config"
+#: fw_cfg file the stand-in's emergency hook reads: seconds before it reboots after a failed boot
+#: (Flatcar: always 300). Always present, fixed width, so that a restored snapshot can change it.
+EMERGENCY_TIMEOUT_FW_CFG = "opt/org.flatcar-infra/emergency-timeout"
+FLATCAR_EMERGENCY_TIMEOUT = 300
 NIC_ID = "nic0"
+DRIVE_ID = "disk0"
 RELAY = Path(__file__).with_name("relay.py")
 # Serial-console lines that mean the boot cannot reach SSH any more (fail fast, not at the timeout).
 FATAL_CONSOLE = ("Entering emergency mode", "Kernel panic", "Cannot open access to console")
+# The initramfs offers the emergency shell and reboots after the emergency timeout: fatal only
+# when the caller does not expect that reboot.
+EMERGENCY_PROMPT = "Press Enter for emergency shell or wait"
+MAX_TIME_SCALE = 6.0
+
+
+def time_scale() -> float:
+    """How many times longer guest work takes now than on an idle machine (at least 1).
+
+    ``$FLATCAR_INFRA_TIME_SCALE`` sets it. Otherwise, under software emulation it is the 1-minute
+    load average per CPU (a VM's two vCPU threads alone make 1 on two cores), capped at
+    ``MAX_TIME_SCALE``; under KVM it is 1.
+    """
+    env = os.environ.get("FLATCAR_INFRA_TIME_SCALE")
+    if env:
+        return max(1.0, float(env))
+    if choose_accel() == "kvm":
+        return 1.0
+    return min(MAX_TIME_SCALE, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
+
+
+class Deadline:
+    """A timeout that stretches while it runs: it ends once the time spent exceeds ``seconds``
+    times the largest ``time_scale()`` seen since it started."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic()
+        self.scale = time_scale()
+
+    def remaining(self) -> float:
+        self.scale = max(self.scale, time_scale())
+        return self.start + self.seconds * self.scale - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def describe(self) -> str:
+        return f"{time.monotonic() - self.start:.0f}s ({self.seconds:g}s x load factor {self.scale:.1f})"
 
 
 class VmError(UserError):
@@ -109,6 +159,8 @@ class VmSpec:
     memory_mib: int = 1024
     cpus: int = 2
     fw_cfg_name: str = STANDIN_FW_CFG
+    emergency_timeout: int = FLATCAR_EMERGENCY_TIMEOUT
+    incoming: Path | None = None  # a migration stream (``Vm.snapshot``) to resume instead of booting
 
 
 def qemu_command(spec: VmSpec, *, daemonize: bool = False) -> list[str]:
@@ -125,11 +177,16 @@ def qemu_command(spec: VmSpec, *, daemonize: bool = False) -> list[str]:
         "-serial", f"file:{spec.serial_log}",
         "-qmp", f"unix:{spec.qmp_socket},server=on,wait=off",
         "-pidfile", str(spec.pidfile),
-        "-drive", f"if=virtio,format=qcow2,file={spec.overlay}",
+        "-drive", f"if=virtio,format=qcow2,file={spec.overlay},id={DRIVE_ID}",
         "-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,id={NIC_ID}",
+        # A new generation ID on every start: a restored snapshot reseeds the guest's RNG.
+        "-device", "vmgenid,guid=auto",
+        "-fw_cfg", f"name={EMERGENCY_TIMEOUT_FW_CFG},string={spec.emergency_timeout:06d}",
     ]  # fmt: skip
     if spec.user_data_file is not None:
         cmd += ["-fw_cfg", f"name={spec.fw_cfg_name},file={spec.user_data_file}"]
+    if spec.incoming is not None:
+        cmd += ["-incoming", f"exec:zstd -q -d -c {shlex.quote(str(spec.incoming))}"]
     if daemonize:
         cmd.append("-daemonize")
     return cmd
@@ -172,6 +229,30 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class VmSnapshot:
+    """A booted VM saved to disk (``Vm.snapshot``): ``disk`` is its qcow2 overlay of the base image,
+    never written again (restored VMs get overlays on top of it), ``state`` its RAM and device state
+    as a zstd-compressed QEMU migration stream. Restoring needs the same device set-up (memory,
+    CPUs, accelerator, fw_cfg names and the user-data's size); ``config`` is the config the VM was
+    booted from through the bucket, if any (restored copies get it in their own bucket object),
+    ``user_data`` its user-data."""
+
+    name: str
+    disk: Path
+    state: Path
+    memory_mib: int
+    cpus: int
+    accel: str
+    fw_cfg_name: str
+    user_data: bytes | None = field(repr=False)
+    host_key: str = field(repr=False)
+    config: bytes | None = field(default=None, repr=False)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.disk.parent, ignore_errors=True)
+
+
 @dataclass
 class Vm:
     """One VM. ``start()`` boots it; ``stop()`` (idempotent) tears everything down."""
@@ -191,11 +272,17 @@ class Vm:
     def create(cls, name: str, *, image: Path, workdir: Path, user_data: bytes | None,
                client_key: ClientKey, bucket_port: int | None, serial_log: Path | None = None,
                fw_cfg_name: str = STANDIN_FW_CFG, memory_mib: int = 1024, cpus: int = 2,
-               ssh_port: int | None = None, accel: str | None = None) -> Vm:
+               ssh_port: int | None = None, accel: str | None = None,
+               emergency_timeout: int = FLATCAR_EMERGENCY_TIMEOUT, incoming: Path | None = None) -> Vm:
         """Prepare (not boot) a VM: overlay, user-data file and sockets under ``workdir``.
 
+        ``emergency_timeout``: seconds the stand-in's initramfs waits before it reboots after a
+        failed boot (Flatcar: 300; the test bed's one deviation). ``incoming``: resume this
+        migration stream (with ``image`` the snapshot's disk) instead of booting.
         The QMP socket lives in a short directory of its own (a Unix socket path has a 108-byte limit).
         """
+        if not 1 <= emergency_timeout <= 999_999:
+            raise VmError(f"emergency_timeout must be 1-999999 seconds, not {emergency_timeout}")
         workdir.mkdir(parents=True, exist_ok=True)
         overlay = workdir / f"{name}.qcow2"
         create_overlay(image, overlay)
@@ -209,12 +296,12 @@ class Vm:
                       serial_log=serial_log or workdir / f"{name}.serial.log",
                       qmp_socket=sock_dir / "qmp.sock", pidfile=sock_dir / "qemu.pid",
                       accel=accel or choose_accel(), memory_mib=memory_mib, cpus=cpus,
-                      fw_cfg_name=fw_cfg_name)
+                      fw_cfg_name=fw_cfg_name, emergency_timeout=emergency_timeout, incoming=incoming)
         return cls(spec=spec, client_key=client_key, workdir=workdir)
 
     def start(self, *, daemonize: bool = False) -> None:
-        """Boot. ``daemonize``: QEMU outlives this process (the local target); otherwise it is a
-        child that dies with us."""
+        """Boot (or, with ``spec.incoming``, resume a snapshot). ``daemonize``: QEMU outlives this
+        process (the local target); otherwise it is a child that dies with us."""
         self.spec.serial_log.parent.mkdir(parents=True, exist_ok=True)
         self.spec.serial_log.touch()
         self._console_mark = self.spec.serial_log.stat().st_size
@@ -223,15 +310,17 @@ class Vm:
             res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
             if res.returncode != 0:
                 raise VmError(f"QEMU did not start: {res.stderr.strip()}")
-            return
-        log = (self.spec.serial_log.parent / f"{self.spec.name}.qemu.log").open("wb")
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                      preexec_fn=_die_with_parent)
-        log.close()
-        time.sleep(0.5)
-        if self._proc.poll() is not None:
-            out = (self.spec.serial_log.parent / f"{self.spec.name}.qemu.log").read_text(errors="replace")
-            raise VmError(f"QEMU exited at once ({self._proc.returncode}): {out.strip()[-800:]}")
+        else:
+            log = (self.spec.serial_log.parent / f"{self.spec.name}.qemu.log").open("ab")
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                          preexec_fn=_die_with_parent)
+            log.close()
+            time.sleep(0.5)
+            if self._proc.poll() is not None:
+                out = (self.spec.serial_log.parent / f"{self.spec.name}.qemu.log").read_text(errors="replace")
+                raise VmError(f"QEMU exited at once ({self._proc.returncode}): {out.strip()[-800:]}")
+        if self.spec.incoming is not None:
+            self._resume_incoming()
 
     @property
     def pid(self) -> int | None:
@@ -254,6 +343,13 @@ class Vm:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+        self._quit_qemu()
+        shutil.rmtree(self.spec.qmp_socket.parent, ignore_errors=True)
+        self.spec.overlay.unlink(missing_ok=True)
+        if self.spec.user_data_file is not None:
+            self.spec.user_data_file.unlink(missing_ok=True)
+
+    def _quit_qemu(self) -> None:
         pid = self.pid
         if pid is not None and self.is_running():
             with contextlib.suppress(UserError, OSError, ValueError):
@@ -266,10 +362,92 @@ class Vm:
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(5)
-        shutil.rmtree(self.spec.qmp_socket.parent, ignore_errors=True)
+        self._proc = None
+        self.spec.pidfile.unlink(missing_ok=True)
+
+    # ---- snapshots ---------------------------------------------------------------------------
+    def snapshot(self, directory: Path, *, config: bytes | None = None, resume: bool = True,
+                 timeout: float = 600.0) -> VmSnapshot:
+        """Save this running VM to ``directory``; with ``resume``, carry on from the saved state.
+
+        The guest is paused, its RAM and device state streamed to a file, QEMU stopped and its
+        overlay frozen as the snapshot's disk; then this VM resumes from the snapshot on a new
+        overlay (same ports, same host key), or stays stopped. Every ``restore`` later starts from
+        exactly here.
+        """
+        if self.host_key is None:
+            raise VmError(f"VM {self.spec.name}: snapshot a VM only once SSH answered (wait_ssh)")
+        directory.mkdir(parents=True, exist_ok=True)
+        state = directory / "state.zst"
+        disk = directory / "disk.qcow2"
+        self._drop_session()
+        deadline = Deadline(timeout)
+        self.qmp("stop")
+        self.qmp("migrate", {"uri": f"exec:zstd -q -1 -T0 -f -o {shlex.quote(str(state))}"})
+        while True:
+            info = self.qmp("query-migrate")
+            status = info.get("status")
+            if status == "completed":
+                break
+            if status in ("failed", "cancelled") or deadline.expired():
+                raise VmError(f"VM {self.spec.name}: saving its state {status or 'timed out'}: "
+                              f"{info.get('error-desc', '')}")
+            time.sleep(0.2)
+        self._quit_qemu()
+        self.spec.overlay.rename(disk)
+        disk.chmod(0o444)
+        user_data = self.spec.user_data_file.read_bytes() if self.spec.user_data_file else None
+        snap = VmSnapshot(name=self.spec.name, disk=disk, state=state, memory_mib=self.spec.memory_mib,
+                          cpus=self.spec.cpus, accel=self.spec.accel, fw_cfg_name=self.spec.fw_cfg_name,
+                          user_data=user_data, host_key=self.host_key, config=config)
+        if resume:
+            self.restore(snap)
+        return snap
+
+    def restore(self, snap: VmSnapshot) -> None:
+        """Rewind this VM to ``snap`` (stop QEMU, resume the snapshot on a fresh overlay). Same
+        ports and spec; the pinned host key becomes the snapshot's."""
+        check_compatible(snap, self.spec)
+        self._drop_session()
+        self._quit_qemu()
         self.spec.overlay.unlink(missing_ok=True)
-        if self.spec.user_data_file is not None:
-            self.spec.user_data_file.unlink(missing_ok=True)
+        create_overlay(snap.disk, self.spec.overlay)
+        self.spec = VmSpec(**{**self.spec.__dict__, "incoming": snap.state})
+        self.host_key = snap.host_key
+        self.start()
+
+    def _resume_incoming(self, timeout: float = 600.0) -> None:
+        """Wait until QEMU loaded the migration stream, run the guest, log in again and set the
+        guest's clock (it stood still while the snapshot was on disk)."""
+        deadline = Deadline(timeout)
+        while True:
+            if not self.is_running():
+                raise VmError(f"VM {self.spec.name}: QEMU exited while loading its snapshot\n"
+                              f"{self._qemu_log_tail()}")
+            with contextlib.suppress(UserError):
+                status = self.qmp("query-status")["status"]
+                if status == "paused":
+                    self.qmp("cont")
+                    break
+                if status == "running":
+                    break
+            if deadline.expired():
+                raise VmError(f"VM {self.spec.name}: snapshot not loaded after {deadline.describe()}")
+            time.sleep(0.2)
+        self._console_mark = self.spec.serial_log.stat().st_size
+        self.wait_ssh(120)
+        self.sync_clock()
+
+    def sync_clock(self) -> None:
+        """Set the guest's wall clock to the host's (after a restore it is behind by the time the
+        snapshot spent on disk)."""
+        self.run(f"sudo date -u -s @{time.time():.3f} >/dev/null")
+
+    def _qemu_log_tail(self) -> str:
+        path = self.spec.serial_log.parent / f"{self.spec.name}.qemu.log"
+        with contextlib.suppress(OSError):
+            return path.read_text(errors="replace").strip()[-800:]
+        return ""
 
     # ---- console ---------------------------------------------------------------------------
     @property
@@ -289,13 +467,14 @@ class Vm:
             text = self.spec.serial_log.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+        return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, *, expect_emergency_reboot: bool = False) -> None:
         if not self.is_running():
             raise VmError(f"VM {self.spec.name} is not running (QEMU exited)\n{self.serial_tail()}")
         console = self.console_since_boot()
-        for marker in FATAL_CONSOLE:
+        fatal = FATAL_CONSOLE if expect_emergency_reboot else (*FATAL_CONSOLE, EMERGENCY_PROMPT)
+        for marker in fatal:
             if marker in console:
                 raise VmError(f"VM {self.spec.name} failed to boot ({marker!r} on the console)\n"
                               f"{self.serial_tail(60)}")
@@ -306,36 +485,40 @@ class Vm:
         """Where to log in; pinned to the host key once it is known."""
         return SshTarget("127.0.0.1", self.spec.ssh_port, self.user,
                          identity_file=str(self.client_key.private_path), host_key=self.host_key,
-                         connect_timeout=20.0)
+                         connect_timeout=20.0 * time_scale())
 
     def _runner(self) -> _Loop:
         if self._loop is None:
             self._loop = _Loop()
         return self._loop
 
-    def wait_ssh(self, timeout: float = 600.0) -> str:
+    def wait_ssh(self, timeout: float = 600.0, *, expect_emergency_reboot: bool = False) -> str:
         """Wait until ``core`` can log in; returns the (pinned) host key.
 
         On the first boot the key is taken on first use; afterwards a different key raises
-        ``HostKeyMismatch`` at once. A dead QEMU or an emergency shell fails fast.
+        ``HostKeyMismatch`` at once. A dead QEMU or an emergency shell fails fast, the emergency
+        prompt too unless ``expect_emergency_reboot`` (the initramfs reboots after its emergency
+        timeout). ``timeout`` stretches with the host's load (``Deadline``).
         """
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         self._drop_session()
         while True:
-            self._check_alive()
+            self._check_alive(expect_emergency_reboot=expect_emergency_reboot)
             try:
                 # Probe with a short key exchange first: while the guest boots, QEMU accepts the TCP
                 # connection and nothing answers, so a long login timeout would be waited out in full.
-                seen = self._runner().run(fetch_host_key("127.0.0.1", self.spec.ssh_port, timeout=8), 20)
+                probe = 8 * deadline.scale
+                seen = self._runner().run(fetch_host_key("127.0.0.1", self.spec.ssh_port, timeout=probe),
+                                          probe + 12)
                 if self.host_key is None:
                     self.host_key = seen  # trust on first use; pinned from now on
-                self._session = self._runner().run(connect(self.target), 60)  # verifies the pinned key
+                self._session = self._runner().run(connect(self.target), 60 * deadline.scale)
                 return self.host_key
             except HostKeyMismatch:
                 raise
             except SshError as exc:
-                if time.monotonic() > deadline:
-                    raise VmError(f"VM {self.spec.name}: no SSH within {timeout:g}s ({exc.message})\n"
+                if deadline.expired():
+                    raise VmError(f"VM {self.spec.name}: no SSH after {deadline.describe()} ({exc.message})\n"
                                   f"{self.serial_tail()}") from None
             time.sleep(1.0)
 
@@ -353,12 +536,17 @@ class Vm:
         """A new pinned session on the caller's event loop (``async with await vm.ssh() as s``)."""
         return await connect(self.target)
 
+    def _ensure_session(self) -> SshSession:
+        if self._session is None:
+            self._session = self._runner().run(connect(self.target), 60 * time_scale())
+        return self._session
+
     def run(self, command: str | list[str], *, check: bool = True, input: bytes | None = None,
             timeout: float = 120.0) -> CommandResult:
-        """Run a command as ``core`` (shell string, or argv list that gets quoted)."""
-        if self._session is None:
-            self._session = self._runner().run(connect(self.target), 60)
-        session = self._session
+        """Run a command as ``core`` (shell string, or argv list that gets quoted). ``timeout``
+        stretches with the host's load."""
+        session = self._ensure_session()
+        timeout *= time_scale()
         try:
             return self._runner().run(session.run(command, input=input, timeout=timeout, check=check),
                                       timeout + 30)
@@ -371,9 +559,9 @@ class Vm:
         return self.run(["sudo", "-n", "sh", "-c", command], **kw)
 
     def read_file(self, path: str, *, sudo: bool = True, missing_ok: bool = False) -> bytes | None:
-        if self._session is None:
-            self._session = self._runner().run(connect(self.target), 60)
-        return self._runner().run(self._session.read_file(path, sudo=sudo, missing_ok=missing_ok), 90)
+        session = self._ensure_session()
+        return self._runner().run(session.read_file(path, sudo=sudo, missing_ok=missing_ok),
+                                  90 * time_scale())
 
     def boot_id(self) -> str:
         return self.run("cat /proc/sys/kernel/random/boot_id").text.strip()
@@ -389,17 +577,22 @@ class Vm:
             return None
         return self.wait_boot_id_change(before, timeout)
 
-    def wait_boot_id_change(self, before: str, timeout: float = 600.0) -> str:
-        deadline = time.monotonic() + timeout
+    def wait_boot_id_change(self, before: str, timeout: float = 600.0, *,
+                            expect_emergency_reboot: bool = False) -> str:
+        """Wait until the guest answers SSH with a boot_id other than ``before`` (the reboot
+        happened). ``expect_emergency_reboot``: a failed boot's emergency prompt is not fatal, the
+        initramfs reboots after its emergency timeout."""
+        deadline = Deadline(timeout)
         time.sleep(3)
         while True:
-            self.wait_ssh(max(10.0, deadline - time.monotonic()))
+            self.wait_ssh(max(10.0, deadline.remaining() / deadline.scale),
+                          expect_emergency_reboot=expect_emergency_reboot)
             now = self.boot_id()
             if now != before:
                 return now
             self._drop_session()
-            if time.monotonic() > deadline:
-                raise VmError(f"VM {self.spec.name} did not reboot within {timeout:g}s")
+            if deadline.expired():
+                raise VmError(f"VM {self.spec.name} did not reboot within {deadline.describe()}")
             time.sleep(2)
 
     # ---- fault injection (QMP) -------------------------------------------------------------
@@ -423,6 +616,18 @@ class Vm:
         self._drop_session()
         self._console_mark = self.spec.serial_log.stat().st_size
         self.qmp("system_reset")
+
+
+def check_compatible(snap: VmSnapshot, spec: VmSpec) -> None:
+    """QEMU resumes a migration stream only into the same devices: refuse other set-ups clearly."""
+    size = spec.user_data_file.stat().st_size if spec.user_data_file else None
+    theirs = (snap.memory_mib, snap.cpus, snap.accel, snap.fw_cfg_name,
+              None if snap.user_data is None else len(snap.user_data))
+    ours = (spec.memory_mib, spec.cpus, spec.accel, spec.fw_cfg_name, size)
+    if theirs != ours:
+        raise VmError(f"snapshot {snap.name} cannot be restored into VM {spec.name}: saved with "
+                      f"(memory, cpus, accel, fw_cfg name, user-data size) {theirs}, the VM has {ours}",
+                      "restore into a VM made the same way (VmFactory.restore does)")
 
 
 def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:

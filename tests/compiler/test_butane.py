@@ -579,3 +579,126 @@ def test_setuid_bits_warn_before_spec_36() -> None:
     assert messages(run(V10 + src)) == [warning]
     assert messages(run(V11 + src)) == [warning]
     assert ok(V11 + src)["storage"]["files"][0]["mode"] == 0o4755
+
+
+# --- Butane's exact decisions where users see them ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("True", True),
+        ("yes", True),
+        ("ON", True),
+        ("'yes'", True),  # go-yaml v3 takes the YAML 1.1 words into a boolean field, quoted or not
+        ("n", False),
+        ("Off", False),
+        ("tRuE", None),  # but not any other spelling
+        ("'true'", None),  # and a quoted YAML 1.2 boolean is a string
+        ("1", None),
+    ],
+)
+def test_boolean_fields_take_what_go_yaml_v3_takes(value: str, expected: bool | None) -> None:
+    result = run(V10 + f"systemd:\n  units:\n    - name: a.service\n      mask: {value}\n")
+    if expected is None:
+        assert result.document is None
+        assert "expected a boolean" in messages(result)[0]
+    else:
+        assert result.document is not None
+        assert result.document["systemd"]["units"][0]["mask"] is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0644", 0o644), ("0o644", 0o644), ("0x1a4", 0o644), ("420", 0o644), ("0_644", 0o644), ("'0644'", None)],
+)
+def test_integer_fields_take_what_go_yaml_v3_takes(value: str, expected: int | None) -> None:
+    result = run(V10 + f"storage:\n  files:\n    - path: /a\n      mode: {value}\n")
+    if expected is None:
+        assert "expected an integer" in messages(result)[0]
+    else:
+        assert result.document is not None and result.document["storage"]["files"][0]["mode"] == expected
+
+
+def test_string_fields_take_any_scalar_text() -> None:
+    doc = ok(V10 + "passwd:\n  users:\n    - name: core\n      gecos: 0644\n      shell: no\n")
+    assert doc["passwd"]["users"][0] == {"name": "core", "gecos": "0644", "shell": "no"}
+
+
+def test_yaml_merge_keys() -> None:
+    doc = ok(
+        V10
+        + """\
+defaults: &unit
+  enabled: true
+  contents: "[Service]\\nExecStart=/bin/true\\n[Install]\\nWantedBy=multi-user.target"
+systemd:
+  units:
+    - <<: *unit
+      name: a.service
+    - <<: *unit
+      name: b.service
+      enabled: false
+"""
+    )
+    units = doc["systemd"]["units"]
+    assert [(u["name"], u["enabled"]) for u in units] == [("a.service", True), ("b.service", False)]
+
+
+@pytest.mark.parametrize(
+    ("mode", "warns"),
+    [(420, False), (644, True), (400, True), (600, True), (755, True), (2755, True), (4755, True),
+     (777, True), (0, False), (7, False), (1000, False), (888, False)],
+)  # fmt: skip
+def test_decimal_mode_warning_is_butanes_heuristic(mode: int, warns: bool) -> None:
+    """420 (= 0644, what every YAML serializer writes) is a reasonable mode: no warning; 644 is not."""
+    result = run(V11 + f"storage:\n  files:\n    - path: /a\n      mode: {mode}\n")
+    decimal = [m for m in messages(result) if "is decimal" in m]
+    assert bool(decimal) is warns, messages(result)
+
+
+def test_flatcar_1_2_0_experimental_takes_clevis_and_tang_advertisements() -> None:
+    src = (
+        "variant: flatcar\nversion: 1.2.0-experimental\nstorage:\n  luks:\n    - name: data\n"
+        "      device: /dev/sdb\n      clevis:\n        tang:\n          - url: https://tang.example.com\n"
+        '            thumbprint: abc\n            advertisement: \'{"payload": "x"}\'\n'
+        "  filesystems:\n    - device: /dev/mapper/data\n      format: xfs\n      path: /srv\n"
+        "      with_mount_unit: true\n"
+    )
+    result = run(src)
+    assert result.document is not None, messages(result)
+    assert result.document["ignition"]["version"] == "3.5.0-experimental"
+    tang = result.document["storage"]["luks"][0]["clevis"]["tang"][0]
+    assert tang["advertisement"] == '{"payload": "x"}'
+    (unit,) = result.document["systemd"]["units"]
+    assert "Options=_netdev" in unit["contents"] and "RequiredBy=remote-fs.target" in unit["contents"]
+    bad = run(src.replace('\'{"payload": "x"}\'', "'{not json'"))
+    assert messages(bad) == [
+        "c.yaml:11:28: error: advertisement is not valid JSON [$.storage.luks.0.clevis.tang.0.advertisement]"
+    ]
+    older = run(src.replace("1.2.0-experimental", "1.1.0"))
+    assert [d.path for d in older.diagnostics if d.is_error] == ["$.storage.luks.0.clevis"]
+
+
+def test_tree_order_is_go_walk_order(tmp_path: Path) -> None:
+    """Go's filepath.Walk visits ``b`` (a directory) and its contents before ``b.txt``: a plain
+    sort of the relative paths would not ('.' < '/')."""
+    tree = tmp_path / "t"
+    (tree / "b").mkdir(parents=True)
+    (tree / "b" / "c").write_text("c")
+    (tree / "b.txt").write_text("b")
+    (tree / "a").write_text("a")
+    doc = ok(V10 + "storage:\n  trees:\n    - local: t\n", files_dir=tmp_path)
+    assert [f["path"] for f in doc["storage"]["files"]] == ["/a", "/b/c", "/b.txt"]
+
+
+def test_versions_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new Butane version is one row: it translates, and errors name it."""
+    from flatcar_infra.compiler import versions
+
+    row = versions.ButaneVersion("1.9.0", "3.4.0", added=frozenset({"storage.luks.discard"}))
+    monkeypatch.setitem(versions.BUTANE_VERSIONS, "1.9.0", row)
+    doc = ok("variant: flatcar\nversion: 1.9.0\n")
+    assert doc == {"ignition": {"version": "3.4.0"}}
+    assert "1.9.0 (Ignition 3.4.0)" in messages(run("variant: flatcar\nversion: 7.0.0\n"))[0]

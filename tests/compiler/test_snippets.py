@@ -307,3 +307,32 @@ def test_snippet_errors_point_into_the_snippet() -> None:
         compile_config(MAIN, filename="main.yaml", snippets=[("snip.yaml", bad)])
     errors = [d for d in info.value.diagnostics if d.is_error]
     assert errors and all(d.file == "snip.yaml" and d.line == 10 for d in errors)
+
+
+def test_problems_found_after_merging_blame_the_snippet_that_brought_them() -> None:
+    """A problem only the merged config has is located (file, line, Butane path) in the snippet
+    whose value causes it: the translation sets are kept through the merge, as Butane's are."""
+    main = (
+        "variant: flatcar\nversion: 1.0.0\nstorage:\n  links:\n    - path: /etc/app\n      target: /opt/app\n"
+    )
+    snip = (
+        "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/other\n"
+        "    - path: /etc/app/conf\n      contents: {inline: x}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        compile_config(main, filename="main.yaml", snippets=[("snip.yaml", snip)])
+    (error,) = [d for d in info.value.diagnostics if d.is_error]
+    assert (error.file, error.line, error.path) == ("snip.yaml", 6, "$.storage.files.1")
+    assert error.message.startswith("after merging snippets: file path '/etc/app/conf' includes link")
+
+
+def test_merged_main_config_values_keep_their_own_location() -> None:
+    """The same, the other way round: the main config's entry is the one at fault."""
+    main = (
+        "variant: flatcar\nversion: 1.0.0\nsystemd:\n  units:\n    - name: a.service\n"
+        "      enabled: true\n      contents: |\n        [Service]\n        ExecStart=/bin/true\n"
+    )
+    snip = "variant: flatcar\nversion: 1.0.0\nsystemd:\n  units:\n    - name: b.service\n      mask: true\n"
+    compiled = compile_config(main, filename="main.yaml", snippets=[("snip.yaml", snip)])
+    (warning,) = compiled.warnings
+    assert (warning.file, warning.line, warning.path) == ("main.yaml", 7, "$.systemd.units.0.contents")

@@ -1,15 +1,19 @@
-"""Generated mount/swap units: names escaped exactly like ``systemd-escape --path``."""
+"""Generated mount/swap units: names escaped as Butane escapes them (go-systemd, which agrees with
+``systemd-escape --path`` on clean paths); unit text read as Ignition reads it."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flatcar_infra.compiler.unitfile import UnitSyntaxError, _parse_exact, _parse_lines, parse_unit
 from flatcar_infra.compiler.units import escape_path, mount_unit
 
 SYSTEMD_ESCAPE = shutil.which("systemd-escape")
@@ -81,3 +85,52 @@ def test_swap_and_remote_units() -> None:
     remote = mount_unit(device="/dev/mapper/tang", fs_format="xfs", path="/srv", remote=True)
     assert "Options=_netdev\n" in remote.contents
     assert remote.contents.endswith("RequiredBy=remote-fs.target")
+
+
+# --- unit text as Ignition's parser (go-systemd) reads it -----------------------------------------
+
+UNIT_ALPHABET = st.sampled_from([*"[]=#;\\ \t\r\nAbc1", "é", "\u00a0", "\x1c"])
+
+
+def _outcome(parse: Any, text: Any) -> Any:
+    try:
+        return parse(text).sections
+    except UnitSyntaxError as exc:
+        return ("error", str(exc))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(alphabet=UNIT_ALPHABET, max_size=60))
+def test_unit_fast_paths_agree_with_the_exact_parser(text: str) -> None:
+    """The line-at-a-time reader and the one-regex plain-unit check give the byte-level parser's
+    answer (the one that models go-systemd's buffered reader) on any text without long lines."""
+    exact = _outcome(lambda t: _parse_exact(t.encode()), text)
+    assert _outcome(_parse_lines, text) == exact
+    assert _outcome(parse_unit, text) == exact
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[Service]\nX=" + "y" * 2045, None),
+        ("[Service]\nX=" + "y" * 2046, "line too long (max 2048 bytes)"),
+        # a long line after 4 KiB of short ones: go-systemd's 4096-byte buffer holds less than 2048
+        # bytes of it when the check runs, so Ignition does not refuse it (checked against the real
+        # Ignition in test_validate.test_errors_are_exactly_the_real_ignitions)
+        ("[A]\n" + "".join(f"K{i}=1\n" for i in range(600)) + "X=" + "y" * 2100 + "\n", None),
+        ("[A]\n" + "x" * 3000 + "=1\n", "line too long (max 2048 bytes)"),
+    ],
+)
+def test_systemd_line_limit(text: str, error: str | None) -> None:
+    if error is None:
+        parse_unit(text)
+    else:
+        with pytest.raises(UnitSyntaxError, match=re.escape(error)):
+            parse_unit(text)
+
+
+def test_escape_is_go_systemds() -> None:
+    """Butane names mount units with go-systemd's escape, which keeps ``.`` path components and
+    writes ``\\x`` without zero padding."""
+    assert escape_path("/a/./b") == "a-.-b"
+    assert escape_path("/a\nb") == r"a\xab"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
-from flatcar_infra.compiler.validate import validate_document
+from flatcar_infra.compiler.validate import check_document, validate_document
+from flatcar_infra.errors import Severity
 from tests.compiler.helpers import messages, run
+from tests.support.ignition import requires_ignition
 
 H = "sha512-" + "ab" * 64
 
@@ -269,3 +272,158 @@ def test_garbage_is_diagnosed(text: str) -> None:
     result = run(text)
     assert result.document is None
     assert any(d.is_error for d in result.diagnostics)
+
+
+# --- the rules against the real Ignition, value by value -------------------------------------------
+
+TRICKY_URLS = [
+    "https://example.com/x",
+    "http://example.com:8080/x?y=1#z",
+    "ftp://example.com/x",
+    "s3://b/k?versionId=",
+    "s3://b/k?versionId=3",
+    "s3://b/k?versionId",
+    "gs://b/o",
+    "tftp://h/f",
+    "data:,hello",
+    "data:,%zz",
+    "data:,%4",
+    "data:,a b",
+    "data:,é",
+    "data:;base64,aGk=",
+    "data:;base64,aGk",
+    "data:;base64,QQ==QQ==",
+    "data:text/plain;charset=utf-8,x",
+    'data:text/plain;charset="utf-8",x',
+    "data:foo/bar,x",
+    "data:x-foo/bar,x",
+    "data:text/,x",
+    "data:;base63,x",
+    "data:hello",
+    "http://a b/",
+    "http://h:abc/",
+    "http://[::1/",
+    "http://[::1]:80/",
+    "https://h/%zz",
+    "https://h/#%zz",
+    "http://u p@h/",
+    "http://u:p@h/",
+    "http://%41/",
+    "HTTP://EXAMPLE.COM/",
+    ":foo",
+    "x:y",
+    "1http://x",
+    "http://h/\x01",
+    "arn:aws:s3:::b/k",
+    "oem:///x",
+    "",
+]
+
+TRICKY_UNITS = [
+    "[Unit]\nA=b\n[Install]\nWantedBy=x",
+    "[not valid",
+    "[A] x\nB=1",
+    "[A]\nFoo\n",
+    "[A]\nFoo",
+    "garbage\n[A]\nx=1",
+    "[A]\n# c \\\nFoo\n",
+    "[A]\nB=1\\",
+    "[A]\r\nB=1\r\n",
+    "[A]\n=x\n",
+    "  [A]\n\n  x = 1 \\\n  y\n#c\n[B]\n",
+    "[A]\nB=" + "y" * 2045,
+    "[A]\nB=" + "y" * 2046,
+    "[A]\n" + "".join(f"K{i}=1\n" for i in range(600)) + "X=" + "y" * 2100 + "\n",
+    "[A]\n" + "x" * 3000 + "=1\n",
+    "#" + "y" * 3000 + "\n[A]\n",
+    "\n" * 3000 + "[A]\nB=" + "y" * 2100,
+]
+
+
+def _real_errors(doc: dict[str, Any]) -> set[str]:
+    from tests.support.ignition import IgnitionFailed, ignition_validate
+
+    try:
+        ignition_validate(json.dumps(doc).encode(), allow_warnings=True)
+    except IgnitionFailed as exc:
+        return {m[1] for m in re.finditer(r"^error at (\$[^,]*),", exc.log, re.M)}
+    return set()
+
+
+@pytest.mark.ignition
+@requires_ignition
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {
+            "storage": {
+                "files": [{"path": f"/f{i}", "contents": {"source": u}} for i, u in enumerate(TRICKY_URLS)]
+            }
+        },
+        {
+            "systemd": {
+                "units": [{"name": f"u{i}.service", "contents": t} for i, t in enumerate(TRICKY_UNITS)]
+            }
+        },
+        {
+            "storage": {
+                "filesystems": [
+                    {"device": f"/dev/d{i}", "format": fmt, "label": "L" * n}
+                    for i, (fmt, n) in enumerate(
+                        (f, n)
+                        for f in ("ext4", "xfs", "vfat", "swap", "btrfs")
+                        for n in (11, 12, 13, 15, 16, 17)
+                    )
+                ],
+                "disks": [
+                    {
+                        "device": "/dev/sdx",
+                        "partitions": [{"number": 1, "label": "x" * 36}, {"number": 2, "label": "é" * 18}],
+                    },
+                    {
+                        "device": "/dev/sdy",
+                        "partitions": [{"number": 1, "label": "é" * 19}, {"label": "a:b"}],
+                    },
+                    {
+                        "device": "/dev/sdz",
+                        "partitions": [
+                            {"number": 1, "startMiB": 1, "sizeMiB": 10},
+                            {"number": 2, "startMiB": 10, "sizeMiB": 5},
+                        ],
+                    },
+                ],
+                "raid": [
+                    {"name": f"md{i}", "level": lvl, "devices": ["/dev/a"], "spares": 1}
+                    for i, lvl in enumerate(
+                        ("linear", "raid0", "0", "stripe", "raid1", "mirror", "raid10", "raid7", "")
+                    )
+                ],
+                "luks": [
+                    {"name": "l", "device": "/dev/l", "label": "x" * 47},
+                    {"name": "m", "device": "/dev/m", "label": "x" * 48},
+                ],
+            }
+        },
+        {
+            "storage": {
+                "files": [{"path": p} for p in ("/a", "a", "/a/", "/a//b", "/a/./c", "/a/../d", "", "/")],
+                "links": [
+                    {"path": "/l", "target": "/a", "hard": True},
+                    {"path": "/m"},
+                    {"path": "/n", "target": ""},
+                ],
+                "directories": [{"path": "/d", "mode": m} for m in (0o755, 0o7777, 0o10000, -1)],
+            }
+        },
+    ],
+    ids=["urls", "units", "storage-labels-and-levels", "paths-links-modes"],
+)
+def test_errors_are_exactly_the_real_ignitions(doc: dict[str, Any]) -> None:
+    """Each value's verdict (by the entry it lands on) equals Debian's real ignition-validate's."""
+    full = {"ignition": {"version": "3.3.0"}, **doc}
+    ours = {p for s, p, _ in check_document(full) if s is Severity.ERROR}
+
+    def entries(paths: set[str]) -> set[str]:
+        return {".".join(p.split(".")[:4]) for p in paths}
+
+    assert entries(ours) == entries(_real_errors(full))

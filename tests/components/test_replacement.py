@@ -336,3 +336,45 @@ def test_changes_sees_a_changed_forcing_input(keys: tuple[str, str]) -> None:
     diff = forced(changes(run_program(program("a")), run_program(program("b"))))
     assert diff[("aws:ec2/instance:Instance", "web-instance")] == {"userData"}
     assert diff[(OBJECT, "web-config")] == {"bucket"}
+
+
+# --- upgrading from flatcar-infra 0.1 ------------------------------------------------------------------
+
+
+def test_object_key_keeps_the_pointer_of_a_machine_made_by_0_1(keys: tuple[str, str]) -> None:
+    """0.1 keyed objects without the project (AWS: flatcar-infra/<stack>/<machine>/config.ign;
+    DigitalOcean: flatcar-infra/<hex>/config.ign). Giving that key keeps the user-data byte for
+    byte, so the upgrade replaces nothing; without it the pointer moves (and would replace)."""
+    from flatcar_infra.components.hosting import pointer_config
+
+    def aws(object_key: str | None) -> Callable[[], None]:
+        def program() -> None:
+            AwsMachine("web", AwsMachineArgs(
+                config=flatcar_config(text=ignition_text("one"), filename="web.ign"),
+                ssh=SshAccess(private_key=keys[0]), ssh_cidrs=["198.51.100.0/24"], bucket="configs",
+                object_key=object_key))
+        return program
+
+    old_key = "flatcar-infra/stack/web/config.ign"  # what 0.1 wrote for stack "stack", machine "web"
+    kept = run_program(aws(old_key)).one("aws:ec2/instance:Instance").plain("userData")
+    assert kept == pointer_config(f"s3://configs/{old_key}")
+    moved = run_program(aws(None)).one("aws:ec2/instance:Instance").plain("userData")
+    assert moved != kept and "/flatcar-infra/test/web/" in moved  # project "flatcar-infra", stack "test"
+
+    def do(object_key: str | None) -> Callable[[], None]:
+        def program() -> None:
+            DigitalOceanMachine("web", DigitalOceanMachineArgs(
+                config=flatcar_config(text=ignition_text("one"), filename="web.ign"),
+                ssh=SshAccess(private_key=keys[0]), region="fra1", size="s-1vcpu-2gb",
+                spaces_bucket="configs", ssh_cidrs=["198.51.100.0/24"], object_key=object_key))
+        return program
+
+    old_do = "flatcar-infra/0123456789abcdef0123456789abcdef/config.ign"
+    g = run_program(do(old_do))
+    assert g.one("digitalocean:index/droplet:Droplet").plain("userData") == pointer_config(
+        f"https://configs.fra1.digitaloceanspaces.com/{old_do}")
+    assert g.one(DO_OBJECT).plain("key") == old_do
+
+    with pytest.raises(Exception, match="is not an object key"):
+        AwsMachineArgs(config=flatcar_config(text=ignition_text("one")), ssh=SshAccess(private_key=keys[0]),
+                       ssh_cidrs=["198.51.100.0/24"], object_key="/abs/key")

@@ -105,3 +105,30 @@ def test_local_cli_refuses_bad_input_without_side_effects(tmp_path: Path) -> Non
     usage = cli(env, "local", "down")
     assert usage.returncode == 2
     assert not (tmp_path / "home" / "local" / "bucket.json").exists()
+
+
+def test_demo_stops_what_it_started_when_interrupted(tmp_path: Path, vm_image: Path) -> None:
+    """scripts/local-demo.sh interrupted (Ctrl-C) while its VM boots: the VM and the bucket server
+    it started are stopped, and it says so."""
+    import signal
+    import time
+
+    home = tmp_path / "home"
+    env = {**os.environ, "FLATCAR_INFRA_HOME": str(home), "NAME": "demo-int"}
+    script = Path(__file__).parents[2] / "scripts" / "local-demo.sh"
+    proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    state_file = home / "local" / "demo-int.json"
+    deadline = time.monotonic() + 300
+    while not (state_file.exists() and json.loads(state_file.read_text()).get("pid")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1].decode()[-2000:]
+        time.sleep(0.5)
+    state = json.loads(state_file.read_text())
+    bucket = json.loads((home / "local" / "bucket.json").read_text())
+    assert _alive(int(state["pid"])) and _alive(int(bucket["pid"]))
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert "== interrupted" in err.decode() and "== cleaning up: stopping 'demo-int'" in err.decode()
+    assert not _alive(int(state["pid"])) and not _alive(int(bucket["pid"]))
+    assert not state_file.exists() and not (home / "local" / "bucket.json").exists()

@@ -1,6 +1,7 @@
 """The test bed's parts that run without booting a VM: pointer config, QEMU command line, image
-layout helpers, the image's reset scripts (real bash on scratch trees), the bucket server, the
-guestfwd relay and the QMP client (against a real, machine-less QEMU)."""
+layout helpers, load-scaled waits, the bucket server, the guestfwd relay and the QMP client
+(against a real, machine-less QEMU). The stand-in's flatcar-reset and initramfs scripts have their
+own contract tests in tests/testbed/."""
 
 from __future__ import annotations
 
@@ -19,13 +20,20 @@ import pytest
 from flatcar_infra.errors import UserError
 from flatcar_infra.testbed import image
 from flatcar_infra.testbed.bucket import GUEST_BUCKET_HOST, LocalBucket, pointer_config
+from flatcar_infra.testbed.machines import USER_DATA_SLOT, padded_pointer
 from flatcar_infra.testbed.qmp import qmp_command
-from flatcar_infra.testbed.vm import FLATCAR_FW_CFG, RELAY, STANDIN_FW_CFG, VmSpec, qemu_command
+from flatcar_infra.testbed.vm import (
+    EMERGENCY_TIMEOUT_FW_CFG,
+    FLATCAR_FW_CFG,
+    RELAY,
+    STANDIN_FW_CFG,
+    Deadline,
+    VmSpec,
+    qemu_command,
+    time_scale,
+)
 
 FILES = Path(image.__file__).parent / "files"
-RESET_PATHS = FILES / "rootfs/usr/lib/flatcar/reset-paths"
-FLATCAR_RESET = FILES / "rootfs/usr/sbin/flatcar-reset"
-SELECTIVE_RESET = FILES / "dracut/50flatcar-standin/flatcar-selective-reset.sh"
 
 
 # ---- pointer config -----------------------------------------------------------------------------
@@ -79,6 +87,37 @@ def test_qemu_command_for_a_real_flatcar_image(tmp_path: Path) -> None:
     assert cmd[cmd.index("-accel") + 1] == "kvm"
 
 
+def test_qemu_command_carries_the_emergency_timeout_and_resumes_snapshots(tmp_path: Path) -> None:
+    cmd = qemu_command(_spec(tmp_path))
+    assert f"name={EMERGENCY_TIMEOUT_FW_CFG},string=000300" in cmd  # Flatcar's 300 s unless a test asks
+    assert "-incoming" not in cmd and "vmgenid,guid=auto" in cmd
+    cmd = qemu_command(_spec(tmp_path, emergency_timeout=20, incoming=tmp_path / "state.zst"))
+    assert f"name={EMERGENCY_TIMEOUT_FW_CFG},string=000020" in cmd
+    assert cmd[cmd.index("-incoming") + 1] == f"exec:zstd -q -d -c {tmp_path / 'state.zst'}"
+
+
+def test_padded_pointer_is_one_size_and_still_a_valid_config(tmp_path: Path) -> None:
+    url = "http://10.0.2.100/bucket/some-vm/config.ign"
+    data = padded_pointer(url)
+    assert len(data) == len(padded_pointer(url + "-longer")) == USER_DATA_SLOT
+    assert json.loads(data) == json.loads(pointer_config(url)) and data.rstrip(b" ") == pointer_config(url)
+    if shutil.which("ignition-validate") or os.environ.get("CI"):
+        (tmp_path / "p.ign").write_bytes(data)
+        subprocess.run(["ignition-validate", str(tmp_path / "p.ign")], check=True)
+
+
+def test_waits_stretch_with_the_load_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLATCAR_INFRA_TIME_SCALE", "3")
+    assert time_scale() == 3.0
+    deadline = Deadline(10)
+    assert 29 < deadline.remaining() <= 30 and not deadline.expired()
+    monkeypatch.setenv("FLATCAR_INFRA_TIME_SCALE", "1")
+    assert deadline.remaining() > 29  # the largest factor seen so far counts
+    assert Deadline(0).expired()
+    monkeypatch.delenv("FLATCAR_INFRA_TIME_SCALE")
+    assert 1.0 <= time_scale() <= 6.0
+
+
 # ---- image builder helpers ----------------------------------------------------------------------
 
 
@@ -122,98 +161,6 @@ def test_bios_grub_install_points_mbr_and_core_at_the_bios_partition(tmp_path: P
     written = data[2048 * 512 : 2048 * 512 + core.stat().st_size]
     assert int.from_bytes(written[512 - 12 : 512 - 4], "little") == 2049
     assert written[512:] == core.read_bytes()[512:]
-
-
-# ---- the image's reset scripts, run for real on scratch trees -----------------------------------
-
-
-def _tree(root: Path) -> None:
-    for d in ("etc/ssh", "var/lib/keep/sub", "var/log", "home/core/.ssh", "usr/bin", "oem"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    for f in (
-        "etc/ssh/ssh_host_ed25519_key",
-        "etc/ssh/sshd_config",
-        "etc/passwd",
-        "etc/machine-id",
-        "var/lib/keep/sub/a",
-        "var/log/x",
-        "etc/with space",
-    ):
-        (root / f).write_text("x\n")
-    (root / "bin").symlink_to("usr/bin")
-
-
-KEEP = "(/etc/ssh/ssh_host_.*|/var/lib/keep/.*|/var/lib/keep|/selective-os-reset)\n"
-
-
-def _reset_paths(mode: str, root: Path, regex: Path) -> list[str]:
-    out = subprocess.run(
-        ["bash", str(RESET_PATHS), mode, str(root), str(regex)], check=True, capture_output=True, text=True
-    ).stdout
-    return out.splitlines()
-
-
-def test_reset_paths_selects_whole_path_matches_and_keeps_other_mounts_out(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    _tree(root)
-    regex = tmp_path / "rx"
-    regex.write_text(KEEP)
-    keep = _reset_paths("keep", root, regex)
-    delete = _reset_paths("delete", root, regex)
-    assert keep == [
-        "/etc/ssh/ssh_host_ed25519_key",
-        "/var/lib/keep",
-        "/var/lib/keep/sub",
-        "/var/lib/keep/sub/a",
-    ]
-    assert "/etc/with space" in delete and "/bin" in delete and "/etc" in delete
-    assert "/usr" not in delete and "/oem" not in delete  # mount points of other filesystems
-    assert delete.index("/etc/ssh/sshd_config") < delete.index("/etc/ssh") < delete.index("/etc")
-    assert set(_reset_paths("delete-dirs", root, regex)) | set(
-        _reset_paths("delete-files", root, regex)
-    ) == set(delete)
-
-
-def test_initramfs_reset_deletes_all_but_kept_paths(tmp_path: Path) -> None:
-    root = tmp_path / "sysroot"
-    _tree(root)
-    (root / "selective-os-reset").write_text(KEEP)
-    script = (
-        SELECTIVE_RESET.read_text()
-        .replace("R=/sysroot", f"R={root}")
-        .replace("/usr/lib/flatcar/reset-paths", str(RESET_PATHS))
-        .replace("> /dev/kmsg", ">&2")
-    )
-    subprocess.run(["bash", "-c", script], check=True, capture_output=True)
-    left = sorted("/" + p.relative_to(root).as_posix() for p in root.rglob("*"))
-    # (/usr is a mount point of its own on the image; in this scratch tree only its directory stays)
-    assert left == [
-        "/etc",
-        "/etc/ssh",
-        "/etc/ssh/ssh_host_ed25519_key",
-        "/oem",
-        "/usr",
-        "/var",
-        "/var/lib",
-        "/var/lib/keep",
-        "/var/lib/keep/sub",
-        "/var/lib/keep/sub/a",
-    ]
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--keep-paths"], "needs at least one REGEX"),
-        (["--keep-paths", "relative/path"], "absolute"),
-        (["/var/log"], "unexpected arguments"),
-        (["-F", "x.ign", "-U", "http://x"], "either"),
-        (["--stop", "--preview-keep"], "only one of"),
-    ],
-)
-def test_flatcar_reset_rejects_bad_arguments_before_touching_anything(args: list[str], message: str) -> None:
-    res = subprocess.run(["bash", str(FLATCAR_RESET), *args], capture_output=True, text=True)
-    assert res.returncode == 1 and message in res.stderr
 
 
 # ---- bucket server, relay, QMP ------------------------------------------------------------------
@@ -288,3 +235,14 @@ def test_qmp_client_talks_to_a_real_qemu(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         sock.unlink(missing_ok=True)
+
+
+def test_the_images_programs_are_executable() -> None:
+    """dracut's inst_script and the image's tar copy keep the files' modes: a script without its
+    exec bit fails in the initramfs with nothing on the console but the unit's failure."""
+    programs = [*sorted((FILES / "dracut/50flatcar-standin").glob("*.sh")),
+                *sorted((FILES / "rootfs").rglob("sbin/*")), FILES / "customize.sh"]
+    sourced = {"emergency-timeout.sh"}  # an emergency hook: sourced by dracut-emergency
+    for path in programs:
+        if path.name not in sourced:
+            assert os.access(path, os.X_OK), f"{path} is not executable"

@@ -1,9 +1,10 @@
 """Reformatting ROOT on the flagged boot, and Flatcar's config-source precedence.
 
-One VM, four boots: v1 through the pointer → v2 with ``wipeFilesystem: true`` for ROOT (a new
-filesystem; the host keys are lost with it, which the pinned client must notice) → a config in
-``/oem/config.ign`` that wins over the user-data pointer → a config URL set with ``-U``
-(``ignition.config.url`` in /oem/grub.cfg), which replaces both.
+One VM (restored from the session's snapshot, no first boot), three reboots: v2 with
+``wipeFilesystem: true`` for ROOT (a new filesystem; the host keys are lost with it, which the
+pinned client must notice) → a config in ``/oem/config.ign`` (``flatcar-reset -F FILE``) that wins
+over the user-data pointer → a config URL set with ``-U`` (``ignition.config.url`` in
+/oem/grub.cfg), which wins over an ``/oem/config.ign`` present at the same time.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ ROOT_UUID = "findmnt -no UUID /"
 
 
 @pytest.fixture(scope="module")
-def vm(vm_factory_module: VmFactory) -> Vm:
-    return vm_factory_module.boot("wipe", config=generation_config("v1"))
+def vm(booted_vm_module: Vm) -> Vm:
+    return booted_vm_module
 
 
 def test_wipe_filesystem_reformats_root(vm: Vm, vm_factory_module: VmFactory) -> None:
@@ -33,7 +34,7 @@ def test_wipe_filesystem_reformats_root(vm: Vm, vm_factory_module: VmFactory) ->
     old_uuid = vm.run(ROOT_UUID).text.strip()
     old_key = vm.host_key
     vm.run("echo data | sudo tee /var/lib/marker >/dev/null")
-    vm_factory_module.upload("wipe", generation_config("v2", wipe_root=True))
+    vm_factory_module.upload(vm.spec.name, generation_config("v2", wipe_root=True))
     # keeping paths is moot when ROOT is reformatted: Ignition's disks stage runs first
     vm.run("sudo flatcar-reset --keep-machine-id --keep-paths '/etc/ssh/ssh_host_.*' /var/lib/marker")
     before = vm.boot_id()
@@ -56,9 +57,11 @@ def test_oem_config_wins_over_user_data(vm: Vm, vm_factory_module: VmFactory) ->
     key = vm_factory_module.client_key.public_line
     oem = canonical_bytes(with_core_key(generation_config("oem"), key))
     # the bucket object (what the user-data pointer fetches) says v3; /oem/config.ign says oem
-    vm_factory_module.upload("wipe", generation_config("v3"))
-    vm.run(["sudo", "flatcar-reset", "--keep-machine-id", "-F", "-", "--keep-paths", "/etc/ssh/ssh_host_.*"],
-           input=oem)
+    vm_factory_module.upload(vm.spec.name, generation_config("v3"))
+    # flatcar-reset -F copies a file (cp): "-" would be a file named "-", not standard input
+    vm.run("cat > /tmp/oem.ign", input=oem)
+    vm.run(["sudo", "flatcar-reset", "--keep-machine-id", "-F", "/tmp/oem.ign", "--keep-paths",
+            "/etc/ssh/ssh_host_.*"])
     assert json.loads(vm.read_file("/oem/config.ign") or b"{}") == json.loads(oem)
     vm.reboot()
     assert vm.read_file("/etc/generation") == b"oem\n"
@@ -68,11 +71,15 @@ def test_oem_config_wins_over_user_data(vm: Vm, vm_factory_module: VmFactory) ->
 
 def test_config_url_replaces_oem_config_and_user_data(vm: Vm, vm_factory_module: VmFactory) -> None:
     key = vm_factory_module.client_key.public_line
-    url = vm_factory_module.bucket.put("wipe/by-url.ign",
+    url = vm_factory_module.bucket.put(f"{vm.spec.name}/by-url.ign",
                                        canonical_bytes(with_core_key(generation_config("url"), key)))
     vm.run(["sudo", "flatcar-reset", "--keep-machine-id", "-U", url, "--keep-paths", "/etc/ssh/ssh_host_.*"])
     assert vm.read_file("/oem/config.ign", missing_ok=True) is None  # -U replaces an -F config
+    # with a config in /oem/config.ign as well, the kernel command line's URL still wins
+    vm.run("cat > /tmp/oem.ign && sudo cp /tmp/oem.ign /oem/config.ign",
+           input=canonical_bytes(with_core_key(generation_config("oem-again"), key)))
     vm.reboot()
     assert f"ignition.config.url={url}" in vm.run("cat /proc/cmdline").text
     assert vm.read_file("/etc/generation") == b"url\n"
     assert vm.run("systemctl is-active hello-url.service").text.strip() == "active"
+    assert not vm.run("test -e /etc/systemd/system/hello-oem-again.service", check=False).ok

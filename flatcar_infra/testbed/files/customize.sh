@@ -2,7 +2,8 @@
 # mmdebstrap customize hook for the Flatcar stand-in: customize.sh ROOTFS FILES_DIR
 # Turns a minimal Debian into the stand-in's root: Flatcar identity and tools, user core, fstab,
 # networking, SSH; then installs the kernel so that dracut builds the initramfs once, with
-# Ignition and the stand-in's glue module.
+# Ignition and the stand-in's glue module. (image.py then moves /etc to /usr/share/flatcar/etc,
+# the /etc overlay's lower dir.)
 set -euo pipefail
 R=$1 F=$2 KERNEL_PACKAGE=${3:-linux-image-amd64}
 in_root() { chroot "$R" "$@"; }
@@ -22,8 +23,13 @@ cat > "$R/etc/fstab" <<'FSTAB'
 LABEL=EFI-SYSTEM  /boot  vfat  defaults,umask=0077  0 2
 LABEL=OEM         /oem   ext4  defaults             0 2
 FSTAB
+# As on current Flatcar: the OEM partition is mounted at /oem and /usr/share/oem (on USR) points
+# to it, so both paths reach the same files.
 mkdir -p "$R/oem" "$R/boot"
 ln -sfn /oem "$R/usr/share/oem"
+
+# Stand-in only: udev may take longer than its 180 s default per event under software emulation.
+printf '\n# flatcar-infra stand-in: slow software emulation\nevent_timeout=900\n' >> "$R/etc/udev/udev.conf"
 
 # User core (uid 500 as on Flatcar), key-only SSH, passwordless sudo through group sudo.
 in_root useradd --create-home --uid 500 --user-group --groups sudo --shell /bin/bash \
@@ -31,6 +37,9 @@ in_root useradd --create-home --uid 500 --user-group --groups sudo --shell /bin/
 in_root systemctl enable ssh.service systemd-networkd.service
 in_root systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
     e2scrub_reap.service fstrim.timer 2>/dev/null || true
+
+# Stand-in only: services with their own short start timeouts wait up to 900 s (slow emulation).
+in_root /usr/lib/flatcar-standin/extend-timeouts /usr/lib/systemd/system
 
 # Drivers a VM never needs are not even unpacked (dpkg path-exclude), so that /usr and, above
 # all, the initramfs stay small: every MiB of initramfs costs boot time under emulation.

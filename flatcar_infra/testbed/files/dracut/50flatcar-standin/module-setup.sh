@@ -1,31 +1,43 @@
 #!/bin/bash
-# Glue that makes Debian's Ignition dracut module (30ignition) follow Flatcar's boot contract:
-# config source precedence (ignition.config.url > /oem/config.ign > platform user-data), the
-# selective OS reset staged by flatcar-reset, refilling ROOT from /usr/share/factory, and clearing
-# the first_boot flag once Ignition succeeded.
+# The stand-in's initramfs glue around Debian's Ignition dracut module (30ignition), following
+# Flatcar's bootengine: ignition-setup (/oem/config.ign -> /usr/lib/ignition/user.ign),
+# initrd-setup-root (selective reset, base layout, the /etc overlay; every boot), ignition-quench
+# (first_boot removed after the disks and files stages), the emergency timeout (reboot after
+# 5 minutes when Ignition failed), and generous timeouts for software emulation.
 
 check() { return 0; }
 
 depends() { echo ignition; }
 
-install_unit() {
-    inst_simple "$moddir/$1" "$systemdsystemunitdir/$1"
-    mkdir -p "$initdir/$systemdsystemunitdir/ignition-complete.target.requires"
-    ln_r "$systemdsystemunitdir/$1" "$systemdsystemunitdir/ignition-complete.target.requires/$1"
+require_unit() {  # install UNIT and make TARGET require it
+    local unit=$1 target=$2
+    inst_simple "$moddir/$unit" "$systemdsystemunitdir/$unit"
+    mkdir -p "$initdir/$systemdsystemunitdir/$target.requires"
+    ln_r "$systemdsystemunitdir/$unit" "$systemdsystemunitdir/$target.requires/$unit"
 }
 
 install() {
     # Debian's Ignition is built with SELinux relabelling: give it a no-op setfiles.
     inst_script "$moddir/setfiles-stub.sh" /usr/sbin/setfiles
-    inst_script "$moddir/flatcar-ignition-source.sh" /usr/sbin/flatcar-ignition-source
-    inst_script "$moddir/flatcar-selective-reset.sh" /usr/sbin/flatcar-selective-reset
-    inst_script "$moddir/flatcar-setup-root.sh" /usr/sbin/flatcar-setup-root
-    inst_script "$moddir/flatcar-first-boot-done.sh" /usr/sbin/flatcar-first-boot-done
-    inst_script /usr/lib/flatcar/reset-paths /usr/lib/flatcar/reset-paths
-    inst_multiple bash mount umount cp mkdir rm rmdir ln chmod sed grep find sort cat tr printf xargs
-    for unit in flatcar-ignition-source.service flatcar-selective-reset.service \
-                flatcar-setup-root.service flatcar-selinux-stub.service \
-                flatcar-first-boot-done.service; do
-        install_unit "$unit"
+    inst_script "$moddir/ignition-setup.sh" /usr/sbin/ignition-setup
+    inst_script "$moddir/initrd-setup-root.sh" /sbin/initrd-setup-root
+    inst_multiple bash mount umount mountpoint cp mkdir rm rmdir chroot cat stat cmp readlink \
+        dirname getfattr dmesg journalctl sleep modprobe grep
+
+    require_unit ignition-setup.service ignition-complete.target
+    require_unit ignition-quench.service ignition-complete.target
+    require_unit initrd-setup-root.service initrd.target
+    inst_simple "$moddir/boot.mount" "$systemdsystemunitdir/boot.mount"
+    for unit in ignition-mount.service ignition-files.service; do
+        inst_simple "$moddir/ignition-needs-setup-root.conf" \
+            "$systemdsystemunitdir/$unit.d/10-flatcar-setup-root.conf"
     done
+
+    inst_hook emergency 99 "$moddir/emergency-timeout.sh"
+
+    # Generous waits under software emulation (stand-in only; see the README).
+    inst_simple /usr/lib/systemd/system.conf.d/50-flatcar-standin-timeouts.conf
+    inst_simple /etc/udev/udev.conf
+    /usr/lib/flatcar-standin/extend-timeouts "$initdir$systemdsystemunitdir"
+    inst_simple "$moddir/standin-timeouts.cmdline.conf" /etc/cmdline.d/50-flatcar-standin-timeouts.conf
 }
