@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from standin_hosts import StandinFleet, StandinHost
 
 from flatcar_infra.compiler.api import CompiledConfig, compile_config
-from flatcar_infra.reprovision.plan import Desired
+from flatcar_infra.reprovision.desired import Desired
 from flatcar_infra.reprovision.policy import Policy
 from flatcar_infra.rollout.hosts import ssh_host
 from flatcar_infra.rollout.policy import RolloutPolicy

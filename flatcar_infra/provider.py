@@ -5,12 +5,19 @@ Stable import path: stacks store a reference to ``flatcar_infra.provider.Reprovi
 
 Lifecycle:
 - ``create``: wait for the first boot, capture the host key when none was given (trust on first
-  use; it is an output and pinned from then on), verify the applied stamp equals the desired
-  hash, else reprovision.
+  use; its SHA256 fingerprint is logged; it is an output and pinned from then on), verify the
+  applied stamp equals the desired hash (and save the config on the host as its rollback target),
+  else reprovision.
 - ``diff``: pure and offline (``plan.diff_props``): a config change is an update, never a replace
   (except under the ``replace`` strategy); a connection-only change updates without a reboot.
 - ``update``: the procedure (``reprovision.procedure.ensure``); returns every output, since the
-  outputs are the ``olds`` of the next diff.
+  outputs are the ``olds`` of the next diff. A failed update (refused, or rolled back: the host
+  runs the previous config again) raises, so the engine keeps the old state, whose
+  ``applied_hash`` is what the host runs, and the next ``pulumi up`` retries the new config.
+  Key rotation: ``private_key`` is the key from now on; while the new config is not applied yet,
+  preflight and staging may log in with the old state's key.
+- Deadline: ``customTimeouts`` never reach a dynamic provider, so every operation is bounded by
+  ``policy.deadline`` (seconds, rollback included).
 - ``read`` (``pulumi refresh``): reads the applied hash from the host, so drift shows.
 - ``delete``: does nothing on the host. The machine resource owns the machine's lifecycle;
   forgetting this resource only stops reprovisioning it.
@@ -34,8 +41,10 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from flatcar_infra.errors import UserError
-from flatcar_infra.reprovision.plan import DELIVERIES, INPUT_KEYS, Desired, diff_props
+from flatcar_infra.reprovision.desired import DELIVERIES, Desired
 from flatcar_infra.reprovision.policy import Policy, PolicyError
+from flatcar_infra.reprovision.propdiff import INPUT_KEYS, diff_props
+from flatcar_infra.reprovision.source import ConfigSource
 from flatcar_infra.ssh import SshTarget, fingerprint
 
 SECRET_OUTPUTS = ("private_key", "config")
@@ -114,6 +123,11 @@ def check_inputs(news: Mapping[str, Any]) -> list[tuple[str, str]]:
         keys = news.get("platform_keys") or []
         if not isinstance(keys, list) or not all(isinstance(k, str) and len(k.split()) >= 2 for k in keys):
             failures.append(("platform_keys", "expected a list of OpenSSH public key lines"))
+    if known("config_source") and news.get("config_source"):
+        try:
+            ConfigSource.from_spec(news["config_source"])
+        except UserError as exc:
+            failures.append(("config_source", exc.message))
     if known("manifest") and not isinstance(news.get("manifest") or {}, dict):
         failures.append(("manifest", "expected a map of entry → digest"))
     if all(known(k) for k in ("config", "config_hash", "policy", "delivery")) and not failures:
@@ -181,19 +195,44 @@ async def converge(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: 
     """One machine brought to its desired state: ``(host key, RESULT_KEYS values)``.
 
     ``olds``: the previous outputs (``None`` for a new machine). Shared by the ``Reprovision``
-    resource and the fleet rollout (which runs many of these in one event loop)."""
-    from flatcar_infra.reprovision.procedure import Outcome, connect_only, ensure, read_applied
+    resource and the fleet rollout (which runs many of these in one event loop). Bounded by
+    ``policy.deadline`` (plus a minute for the rollback's own bounded steps): Pulumi's
+    ``customTimeouts`` never reach a dynamic provider, so the provider enforces its own."""
+    import asyncio
 
-    news = {k: _plain(v) for k, v in news.items()}
+    from flatcar_infra.reprovision import messages
+
+    plain_news = {k: _plain(v) for k, v in news.items()}
+    plain_olds = {k: _plain(v) for k, v in olds.items()} if olds is not None else None
+    policy = desired_of(plain_news).policy
+    try:
+        return await asyncio.wait_for(_converge(plain_news, plain_olds, op, report), policy.deadline + 60)
+    except TimeoutError:
+        raise messages.ReprovisionError(
+            f"{plain_news['host']}: the operation did not finish within policy.deadline "
+            f"({policy.deadline:g}s)", messages.UNKNOWN,
+            "run again; raise policy.deadline if the host is just slow") from None
+
+
+async def _converge(news: dict[str, Any], olds: dict[str, Any] | None, op: str,
+                    report: Any) -> tuple[str | None, dict[str, Any]]:
+    from flatcar_infra.reprovision.procedure import Outcome, connect_only, ensure, read_applied
+    from flatcar_infra.ssh import dial
+
     desired = desired_of(news)
-    d = diff_props({k: _plain(v) for k, v in olds.items()}, news) if olds is not None else None
+    d = diff_props(olds, news) if olds is not None else None
     new_machine = op == "create" or (d is not None and d.action == "new-machine")
     # A pin belongs to one machine: a replaced machine (new identity) never inherits the old key.
     host_key = news.get("host_key") or (None if new_machine else (olds or {}).get("host_key")) or None
     policy = desired.policy
     if not host_key:
         report("connect", "no host key given: waiting for SSH and capturing it (trust on first use)")
-        host_key = await _capture_key(news, policy.reboot_timeout, report)
+        s = await dial(target_of(news, None), timeout=policy.reboot_timeout, tofu=True, first_delay=1.0,
+                       max_delay=10.0,
+                       on_attempt=lambda _n, el, exc: report("connect", f"waiting for SSH: {exc.message}",
+                                                             el))
+        host_key = s.target.host_key or ""
+        await s.close()
         report("connect", f"host key captured on first use: {fingerprint(host_key)}; pinned from now on")
     target = target_of(news, host_key)
     result: dict[str, Any]
@@ -208,31 +247,28 @@ async def converge(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: 
         outcome: Outcome = await connect_only(target, desired, report)
         result = outcome.to_outputs("reconnected")
     else:
-        outcome = await ensure(target, desired, report=report,
-                               first_boot_wait=policy.reboot_timeout if new_machine else 0)
+        old_key = (olds or {}).get("private_key") if not new_machine else None
+        outcome = await ensure(
+            target, desired, report=report, first_boot_wait=policy.reboot_timeout if new_machine else 0,
+            fallback_keys=[old_key] if old_key and old_key != news.get("private_key") else [],
+            **procedure_context(news, olds, new_machine))
         host_key = outcome.host_key or host_key
         result = outcome.to_outputs("reprovisioned" if outcome.rebooted else "verified")
     return host_key, result
 
 
-async def _capture_key(news: Mapping[str, Any], timeout: float, report: Any) -> str:
-    import asyncio
-
-    from flatcar_infra.ssh import SshError, fetch_host_key
-
-    deadline = time.monotonic() + timeout
-    delay = 1.0
-    while True:
-        try:
-            return await fetch_host_key(str(news["host"]), int(news.get("port") or 22))
-        except SshError as exc:
-            if time.monotonic() + delay > deadline:
-                raise SshError(f"{news['host']} did not answer SSH within {timeout:g}s to capture "
-                               f"its host key: {exc.message}", "check the machine booted; nothing was "
-                               "changed on it") from None
-            report("connect", f"waiting for SSH: {exc.message}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+def procedure_context(news: Mapping[str, Any], olds: Mapping[str, Any] | None,
+                      new_machine: bool) -> dict[str, Any]:
+    """What the procedure (run and read-only preflight alike) knows beyond the config: the
+    previous config (the rollback target), the keys the cloud installs, the config's source."""
+    previous = (olds or {}).get("config") if not new_machine else None
+    desired = desired_of(news)
+    return {
+        "previous": previous.encode() if isinstance(previous, str) else None,
+        "platform_keys": [str(k) for k in news.get("platform_keys") or ()],
+        "source": ConfigSource.for_url(desired.config_url, news.get("config_source") or None)
+        if desired.delivery != "file" else None,
+    }
 
 
 def _outputs(news: Mapping[str, Any], host_key: str | None, result: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,6 +298,11 @@ class Reprovision(dyn.Resource, module="flatcar-infra", name="Reprovision"):
     machine was replaced, so the old host key pin is dropped and the new machine's first boot is
     awaited. ``platform_keys``: SSH public keys the platform installs on every boot (cloud
     metadata), which count as authorized when checking that a config cannot lock the operator out.
+    ``config_source``: where the operator side reads and restores the hosted config
+    (``{"bucket", "key", "endpoint"?, "region"?, "public"?}``, S3 API with the operator's
+    credentials); derived from ``config_url`` for ``s3://`` and DigitalOcean Spaces URLs. It lets
+    a pointer/URL reprovision check the object and restore the previous config when the new one
+    fails in the initramfs.
 
     ``delete`` does nothing on the host: the machine resource owns the machine.
     """
@@ -298,6 +339,7 @@ class Reprovision(dyn.Resource, module="flatcar-infra", name="Reprovision"):
         config_url: pulumi.Input[str] | None = None,
         machine_identity: pulumi.Input[str] | None = None,
         platform_keys: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
+        config_source: pulumi.Input[Mapping[str, Any]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         if isinstance(policy, Policy):
@@ -313,6 +355,7 @@ class Reprovision(dyn.Resource, module="flatcar-infra", name="Reprovision"):
             "manifest": manifest or {}, "policy": policy, "delivery": delivery,
             "config_url": config_url, "machine_identity": machine_identity,
             "platform_keys": platform_keys or [],
+            "config_source": config_source,
         }
         for k in RESULT_KEYS:
             props[k] = None

@@ -55,9 +55,19 @@ v1=$work/v1.ign; v2=$work/v2.ign
 flatcar-infra render "$config" --var greeting="hello from v1" --var ssh_public_key="$pub" -o "$v1"
 flatcar-infra render "$config" --var greeting="hello from v2" --var ssh_public_key="$pub" -o "$v2"
 flatcar-infra plan "$v1" "$v2" --keep-path /var/lib/app
+# The exact config the machine booted with (what `local up` put in the bucket): the rollback target
+# until the machine keeps its own copy (after its first reprovision).
+running=$work/running.ign
+python3 - "$name" "$running" <<'PY'
+import sys
+from flatcar_infra.testbed.local import load_machine, machine_bucket, object_key
+name, out = sys.argv[1:]
+open(out, "wb").write(machine_bucket(load_machine(name)).get(object_key(name)))
+PY
 flatcar-infra reprovision --host "$host" --port "$port" --user "$user" --identity "$identity" \
   --host-key "$host_key" --config "$config" --var greeting="hello from v2" \
-  --var ssh_public_key="$pub" --keep-path /var/lib/app --health 'systemctl is-active greeting.service'
+  --var ssh_public_key="$pub" --keep-path /var/lib/app --health 'systemctl is-active greeting.service' \
+  --previous-config "$running"
 
 echo "== 4. same machine (same port, same pinned host key, same machine-id), new config, data kept" >&2
 remote 'cat /etc/flatcar-infra/greeting; cat /var/lib/app/data; cat /etc/machine-id; cat /etc/flatcar-infra/config-hash'

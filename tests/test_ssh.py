@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from flatcar_infra.ssh import (
+    AuthRefused,
     HostKeyMismatch,
     SshError,
     SshTarget,
     connect,
+    dial,
     fetch_host_key,
     normalize_host_key,
     run_sync,
-    wait_for_ssh,
 )
 from tests.support.sshd import Sshd, free_port, keygen, run_sshd
 
@@ -59,9 +61,37 @@ def test_wrong_host_key_is_refused_before_any_command(sshd: Sshd, tmp_path: Path
         run_sync(go)
     assert "does not match the pinned key" in str(exc.value)
     assert not marker.exists()
-    # wait_for_ssh treats a mismatch as an answer: it does not retry until the deadline
+    # dial treats a mismatch as an answer: it does not retry until the deadline
+    t0 = time.monotonic()
     with pytest.raises(HostKeyMismatch):
-        run_sync(lambda: wait_for_ssh(target(sshd, other), timeout=60))
+        run_sync(lambda: dial(target(sshd, other), timeout=60))
+    assert time.monotonic() - t0 < 10
+
+
+def test_refused_key_is_final_and_a_second_key_is_tried(sshd: Sshd, tmp_path: Path) -> None:
+    keygen(tmp_path / "stranger")
+    stranger = SshTarget("127.0.0.1", sshd.port, sshd.user, identity_file=str(tmp_path / "stranger"),
+                         host_key=sshd.host_key)
+    t0 = time.monotonic()
+    with pytest.raises(AuthRefused, match="refused our key"):
+        run_sync(lambda: dial(stranger, timeout=60))
+    assert time.monotonic() - t0 < 10
+
+    async def rotated() -> str:  # key rotation: the new key is not authorized yet, the old one is
+        async with await dial([stranger, target(sshd, sshd.host_key)], timeout=30) as s:
+            return str(s.target.identity_file)
+
+    assert run_sync(rotated) == str(sshd.identity_file)
+    with pytest.raises(AuthRefused, match="refused every key"):
+        run_sync(lambda: dial([stranger, stranger], timeout=60))
+
+
+def test_trust_on_first_use_through_dial(sshd: Sshd) -> None:
+    async def go() -> str | None:
+        async with await dial(target(sshd, None), timeout=30, tofu=True) as s:
+            return s.target.host_key
+
+    assert run_sync(go) == normalize_host_key(sshd.host_key)
 
 
 def test_no_pinned_key_is_refused(sshd: Sshd) -> None:
@@ -74,8 +104,8 @@ def test_unreachable_host_times_out_with_attempts(sshd: Sshd) -> None:
     t = SshTarget("127.0.0.1", free_port(), sshd.user, identity_file=str(sshd.identity_file),
                   host_key=sshd.host_key, connect_timeout=1)
     with pytest.raises(SshError, match="did not answer SSH within"):
-        run_sync(lambda: wait_for_ssh(t, timeout=2, first_delay=0.2,
-                                      on_attempt=lambda n, _e, _x: attempts.append(n)))
+        run_sync(lambda: dial(t, timeout=2, first_delay=0.2,
+                              on_attempt=lambda n, _e, _x: attempts.append(n)))
     assert len(attempts) >= 2
 
 

@@ -66,6 +66,9 @@ def register(subparsers: Any) -> None:
     v.add_argument("--files-dir", metavar="DIR", help="directory for local files (default: each input's)")
     v.add_argument("--strict", action="store_true", help="treat warnings as errors")
     v.add_argument("--platform", metavar="NAME", help="platform for CLC dynamic data, e.g. ec2")
+    v.add_argument("--ignition", action="store_true",
+                   help="also run the real Ignition: ignition-validate, then apply the config to a scratch "
+                        "root with Ignition's stage runner (needs root and Debian's 'ignition' package)")
     v.set_defaults(func=run_validate)
 
 
@@ -212,7 +215,19 @@ def run_validate(args: argparse.Namespace) -> int:
             ui.diagnostics(exc.diagnostics)
             continue
         ui.diagnostics(compiled.warnings)
-        ui.info(f"{input_path}: ok (Ignition {compiled.version}, {compiled.hash[:19]}…)")
+        if args.ignition:
+            from flatcar_infra import ignition_tool
+
+            try:
+                checked = ignition_tool.check(compiled.canonical)
+            except ignition_tool.IgnitionFailed as exc:
+                failed += 1
+                ui.error(f"{input_path}: the real Ignition rejects it ({exc.what})\n{exc.log.rstrip()}")
+                continue
+            for w in checked.warnings:
+                ui.info(f"{input_path}: ignition-validate: {w}")
+        ui.info(f"{input_path}: ok (Ignition {compiled.version}, {compiled.hash[:19]}…"
+                + (", accepted and applied by the real Ignition)" if args.ignition else ")"))
     if failed:
         ui.error(f"{failed} of {len(args.inputs)} config(s) invalid")
         return 1

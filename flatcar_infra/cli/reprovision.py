@@ -2,14 +2,15 @@
 
 The same procedure the Pulumi provider runs (``flatcar_infra.reprovision.procedure``). Exit 0 on
 success, 1 on failure (the message says what state the host is in), 2 on usage errors.
-``--dry-run`` runs the preflight and shows the config diff and flatcar-reset's previews,
-changing nothing on the host.
+``--dry-run`` runs the preflight and shows the config diff, flatcar-reset's previews and the exact
+commands a real run would send, changing nothing on the host.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from flatcar_infra import ui
 from flatcar_infra.cli.options import parse_vars
 from flatcar_infra.compiler.api import compile_file
 from flatcar_infra.errors import UsageError, UserError
-from flatcar_infra.reprovision.plan import DELIVERIES, Desired, short
+from flatcar_infra.reprovision.decide import short
+from flatcar_infra.reprovision.desired import DELIVERIES, Desired
 from flatcar_infra.reprovision.policy import Policy, PolicyError
+from flatcar_infra.reprovision.source import ConfigSource
 from flatcar_infra.ssh import SshTarget, normalize_host_key, run_sync
 
 
@@ -54,12 +57,36 @@ def register(subparsers: Any) -> None:
                         "user-data pointer fetches the hosted object (upload it first); url: "
                         "ignition.config.url (needs --config-url)")
     p.add_argument("--config-url", metavar="URL", help="the hosted config URL (url, pointer)")
+    p.add_argument("--config-source", metavar="s3://BUCKET/KEY",
+                   help="where this machine reads and restores the hosted object (S3 API, your "
+                        "credentials): lets pointer/url delivery check it and restore the previous "
+                        "config when the new one fails in the initramfs (default: from --config-url "
+                        "for s3:// and Spaces URLs)")
+    p.add_argument("--source-endpoint", metavar="URL", help="S3-compatible endpoint of --config-source")
+    p.add_argument("--source-public", action="store_true",
+                   help="write the restored object public-read (Ignition fetches it anonymously)")
     p.add_argument("--strategy", choices=("in-place", "wipe-root"), default="in-place")
     p.add_argument("--health", action="append", default=[], metavar="CMD",
                    help="a command that must succeed on the host after the reboot (repeatable)")
     p.add_argument("--health-timeout", type=float, default=60.0, metavar="S")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="how long to wait for the host to come back (default 600)")
+    p.add_argument("--no-rollback", action="store_true",
+                   help="do not roll back a new config that fails its checks (and arm no dead-man switch)")
+    p.add_argument("--confirm-window", type=float, default=300.0, metavar="S",
+                   help="the new boot must be confirmed over a fresh SSH login within S seconds of "
+                        "booting, else it rolls itself back to the previous config (default 300)")
+    p.add_argument("--deadline", type=float, default=2400.0, metavar="S",
+                   help="the whole run, rollback included, never takes longer (default 2400)")
+    p.add_argument("--previous-config", metavar="FILE",
+                   help="the exact config the host runs now (Ignition JSON with its stamp): the "
+                        "rollback target when the host has no copy of its own yet")
+    p.add_argument("--platform-key", action="append", default=[], metavar='"TYPE B64"',
+                   help="a public key the platform installs on every boot (cloud metadata): it counts "
+                        "as authorized in the lock-out check (repeatable)")
+    p.add_argument("--old-identity", metavar="FILE",
+                   help="key rotation: the key the host accepts now, used until the new config "
+                        "(which authorizes --identity) is applied")
     p.add_argument("--dry-run", action="store_true", help="preflight and previews only; change nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
@@ -88,12 +115,22 @@ def build(args: argparse.Namespace) -> tuple[SshTarget, Desired]:
         raise UsageError("--delivery url needs --config-url")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: not a TCP port")
+    if args.delivery == "pointer" and not args.config_url:
+        raise UsageError("--delivery pointer needs --config-url (the object the user-data pointer names)")
     try:
         policy = Policy(strategy=args.strategy, keep_paths=tuple(args.keep_path),
                         keep_machine_id=not args.no_keep_machine_id, health_checks=tuple(args.health),
-                        health_timeout=args.health_timeout, reboot_timeout=args.timeout)
+                        health_timeout=args.health_timeout, reboot_timeout=args.timeout,
+                        rollback=not args.no_rollback, confirm_window=args.confirm_window,
+                        deadline=args.deadline)
     except PolicyError as exc:
-        raise UsageError(exc.message.replace("policy.keep_paths", "--keep-path"), exc.advice) from None
+        names = {"policy.keep_paths": "--keep-path", "policy.confirm_window": "--confirm-window",
+                 "policy.deadline": "--deadline", "policy.reboot_timeout": "--timeout",
+                 "policy.health_timeout": "--health-timeout"}
+        message = exc.message
+        for k, v in names.items():
+            message = message.replace(k, v)
+        raise UsageError(message, exc.advice) from None
     compiled = compile_file(args.config, files_dir=args.files_dir, variables=parse_vars(args.var),
                             stamp_config=True)
     ui.diagnostics(compiled.warnings)
@@ -107,10 +144,36 @@ def build(args: argparse.Namespace) -> tuple[SshTarget, Desired]:
     return target, desired
 
 
+def _file(option: str, path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}") from None
+
+
+def extras(args: argparse.Namespace, desired: Desired) -> dict[str, Any]:
+    """The procedure's optional inputs from the command line."""
+    previous = _file("--previous-config", args.previous_config)
+    old_key = _file("--old-identity", args.old_identity)
+    spec = None
+    if args.config_source:
+        m = re.fullmatch(r"s3://([^/]+)/(.+)", args.config_source)
+        if not m:
+            raise UsageError(f"--config-source {args.config_source}: expected s3://BUCKET/KEY")
+        spec = {"bucket": m.group(1), "key": m.group(2), "endpoint": args.source_endpoint,
+                "public": args.source_public}
+    source = ConfigSource.for_url(desired.config_url, spec) if desired.delivery != "file" else None
+    return {"previous": previous, "platform_keys": [normalize_host_key(k) for k in args.platform_key],
+            "fallback_keys": [old_key.decode()] if old_key else [], "source": source}
+
+
 def run(args: argparse.Namespace) -> int:
     target, desired = build(args)
+    more = extras(args, desired)
     if args.dry_run:
-        return _dry_run(args, target, desired)
+        return _dry_run(args, target, desired, more)
     from flatcar_infra.reprovision.procedure import ensure
 
     t0 = time.monotonic()
@@ -118,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     def report(phase: str, message: str, elapsed: float | None = None) -> None:
         ui.progress(phase, message, elapsed)
 
-    outcome = run_sync(lambda: ensure(target, desired, report=report))
+    outcome = run_sync(lambda: ensure(target, desired, report=report, **more))
     total = time.monotonic() - t0
     for w in outcome.warnings:
         ui.info(f"warning: {w}")
@@ -137,17 +200,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(args: argparse.Namespace, target: SshTarget, desired: Desired) -> int:
+def _dry_run(args: argparse.Namespace, target: SshTarget, desired: Desired, more: dict[str, Any]) -> int:
     from flatcar_infra.reprovision.procedure import dry_run
 
     with ui.phase("preflight", f"reading the state of {target.host} (dry run: nothing changes)"):
-        result = run_sync(lambda: dry_run(target, desired))
+        result = run_sync(lambda: dry_run(target, desired, previous=more["previous"],
+                                          platform_keys=more["platform_keys"], source=more["source"]))
     f, plan = result.facts, result.plan
     ui.info(f"host: Flatcar {f.version or '?'} ({f.os_id}), boot {f.boot_id[:8]}, "
             f"applied {short(f.stamp)}, desired {short(desired.config_hash)}")
     for r in plan.refusals:
         ui.error(f"{r.reason}\n  hint: {r.advice}")
-    for w in plan.warnings:
+    for w in (*plan.warnings, *result.warnings):
         ui.info(f"warning: {w}")
     for n in plan.notes:
         ui.info(n)
@@ -166,11 +230,16 @@ def _dry_run(args: argparse.Namespace, target: SshTarget, desired: Desired) -> i
         ui.info(f"flatcar-reset --preview-keep: {len(result.preview_keep)} path(s) would be kept")
         for line in result.preview_keep[:50]:
             ui.info(f"  = {line}")
+    if result.commands:
+        ui.info(f"commands a real run sends to {target.host} (as root; payloads shown by size):")
+        for what, command in result.commands:
+            ui.info(f"--- {what}\n{command}")
     if args.json:
         data = {"host": target.host, "refused": [r.reason for r in plan.refusals],
                 "phases": list(plan.phases), "warnings": list(plan.warnings), "notes": list(plan.notes),
                 "applied_hash": f.stamp, "desired_hash": desired.config_hash,
                 "changes": [f"{s} {k}" for s, k in result.changes],
-                "preview_delete": list(result.preview_delete), "preview_keep": list(result.preview_keep)}
+                "preview_delete": list(result.preview_delete), "preview_keep": list(result.preview_keep),
+                "commands": [{"what": w, "command": c} for w, c in result.commands]}
         ui.emit(json.dumps(data, sort_keys=True, indent=2) + "\n")
     return 1 if plan.refused else 0

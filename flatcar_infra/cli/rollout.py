@@ -102,7 +102,7 @@ def build_hosts(args: argparse.Namespace, inventory: Inventory, policy: Policy) 
     """One compiled config per distinct set of variables; one SSH rollout host per inventory host."""
     from flatcar_infra.compiler.api import CompiledConfig, compile_file
     from flatcar_infra.errors import UserError
-    from flatcar_infra.reprovision.plan import Desired
+    from flatcar_infra.reprovision.desired import Desired
     from flatcar_infra.rollout.hosts import ssh_host
     from flatcar_infra.ssh import SshTarget
 
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(report: RolloutReport) -> None:
-    from flatcar_infra.reprovision.plan import short
+    from flatcar_infra.reprovision.decide import short
 
     rows = []
     for h in report.hosts:

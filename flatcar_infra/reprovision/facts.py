@@ -1,65 +1,20 @@
-"""Read-only host facts, gathered in ONE SSH round trip (a small POSIX shell script as root).
+"""Host facts: parsing what the host scripts (``scripts.py``) print, and running a script.
 
-Flatcar has no Python, so the script is plain ``sh`` + coreutils. Every value is printed as
-``key=-`` (absent) or ``key=+<base64>`` so arbitrary bytes survive; ``parse_facts`` is pure.
-``root`` prefixes every file path (but not /proc's boot_id): it lets the same reads run against a
-scratch tree in tests; on a real host it is empty.
+Every value arrives as ``key=-`` (absent) or ``key=+<base64>`` so arbitrary bytes survive;
+``parse_facts`` is pure. ``run_script`` is the one way a script reaches the host (as root).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import shlex
 
-from flatcar_infra.compiler.api import STAMP_PATH
-from flatcar_infra.reprovision.plan import (
-    FIRST_BOOT,
-    IGNITION_RESULT,
-    LOCK_FILE,
-    OEM_CONFIG,
-    RESET_MARKER,
-    STATE_FILE,
-    HostFacts,
-    Staging,
-)
+from flatcar_infra.reprovision.hoststate import HostFacts, RollbackRecord, Staging, parse_kept
+from flatcar_infra.reprovision.scripts import Script
 from flatcar_infra.ssh import SshError, SshSession
-
-_SCRIPT = r"""
-R=__ROOT__
-f() { if [ -e "$2" ]; then printf '%s=+%s\n' "$1" "$(base64 -w0 < "$2" 2>/dev/null)"
-      else printf '%s=-\n' "$1"; fi; }
-v() { if [ -n "$2" ]; then printf '%s=+%s\n' "$1" "$(printf '%s' "$2" | base64 -w0)"
-      else printf '%s=-\n' "$1"; fi; }
-v boot_id "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
-f os_release "$R/etc/os-release"
-f flatcar_release "$R/usr/share/flatcar/release"
-tool=
-if [ -x "$R/usr/sbin/flatcar-reset" ]; then tool="$R/usr/sbin/flatcar-reset";
-elif [ -z "$R" ]; then tool=$(command -v flatcar-reset 2>/dev/null); fi
-v reset_tool "$tool"
-f stamp "$R__STAMP__"
-if [ -e "$R__OEM__" ]; then v oem_sha512 "$(sha512sum < "$R__OEM__" | cut -d' ' -f1)"
-else v oem_sha512 ""; fi
-f grub_cfg "$R/oem/grub.cfg"
-if [ -n "$R" ]; then f cmdline "$R/proc/cmdline"; else f cmdline /proc/cmdline; fi
-f lock "$R__LOCK__"
-if [ -e "$R__LOCK__" ]; then v lock_mtime "$(stat -c %Y "$R__LOCK__")"; else v lock_mtime ""; fi
-v now "$(date +%s)"
-if [ -e "$R__MARKER__" ]; then v reset_staged 1; else v reset_staged ""; fi
-if [ -e "$R__FIRSTBOOT__" ]; then v first_boot 1; else v first_boot ""; fi
-f state "$R__STATE__"
-if [ -e "$R__RESULT__" ]; then v result_mtime "$(stat -c %Y "$R__RESULT__")"; else v result_mtime ""; fi
-f machine_id "$R/etc/machine-id"
-"""
-
-
-def facts_script(root: str = "") -> str:
-    return (_SCRIPT.replace("__ROOT__", shlex.quote(root)).replace("__STAMP__", STAMP_PATH)
-            .replace("__OEM__", OEM_CONFIG).replace("__LOCK__", LOCK_FILE)
-            .replace("__MARKER__", RESET_MARKER).replace("__FIRSTBOOT__", FIRST_BOOT)
-            .replace("__STATE__", STATE_FILE).replace("__RESULT__", IGNITION_RESULT))
 
 
 def parse_kv(text: str) -> dict[str, bytes | None]:
@@ -111,22 +66,21 @@ def _num(v: bytes | None) -> float | None:
         return None
 
 
-def parse_facts(text: str) -> HostFacts:
-    """Pure: the facts script's output → ``HostFacts``."""
-    kv = parse_kv(text)
+def parse_facts(kv: dict[str, bytes | None]) -> HostFacts:
+    """Pure: a script's facts (``scripts._FACTS``), parsed by ``parse_kv``, → ``HostFacts``."""
     osr = parse_os_release(kv.get("os_release"))
     release = parse_os_release(kv.get("flatcar_release"))
     version = osr.get("VERSION_ID") or release.get("FLATCAR_RELEASE_VERSION") or ""
     now = _num(kv.get("now")) or 0.0
     lock_mtime = _num(kv.get("lock_mtime"))
-    oem = _text(kv.get("oem_sha512"))
+    oem = kv.get("oem_config")
     return HostFacts(
         boot_id=_text(kv.get("boot_id")) or "",
         os_id=osr.get("ID", ""),
         version=version,
         reset_tool=_text(kv.get("reset_tool")) or None,
         stamp=_text(kv.get("stamp")) or None,
-        oem_config_hash=f"sha512-{oem}" if oem else None,
+        oem_config_hash=f"sha512-{hashlib.sha512(oem).hexdigest()}" if oem is not None else None,
         grub_config_url=config_url_in(kv.get("grub_cfg")),
         cmdline_config_url=config_url_in(kv.get("cmdline")),
         lock_text=_text(kv.get("lock")),
@@ -134,9 +88,16 @@ def parse_facts(text: str) -> HostFacts:
         now=now,
         reset_staged=bool(kv.get("reset_staged")),
         first_boot=bool(kv.get("first_boot")),
-        staging=Staging.parse(kv.get("state")),
+        staging=Staging.parse(kv.get("state"), parse_kept(kv.get("kept_list"), kv.get("kept_sums"))),
         ignition_result_mtime=_num(kv.get("result_mtime")),
         machine_id=_text(kv.get("machine_id")) or None,
+        applied_config=kv.get("applied_config"),
+        oem_config=oem,
+        deadman_armed=bool(kv.get("deadman")),
+        confirmed=bool(kv.get("confirmed")),
+        rollback_record=RollbackRecord.parse(kv.get("rollback")),
+        uptime=_num(kv.get("uptime")) or 0.0,
+        lock_taken=bool(kv.get("lock_taken")),
     )
 
 
@@ -145,10 +106,20 @@ def as_root(session: SshSession, argv: list[str]) -> list[str]:
     return argv if session.target.user == "root" else ["sudo", "-n", *argv]
 
 
-async def gather_facts(session: SshSession, *, root: str = "") -> HostFacts:
-    res = await session.run(as_root(session, ["sh", "-s"]), input=facts_script(root).encode(), timeout=60)
+async def run_script(session: SshSession, script: Script) -> dict[str, bytes | None]:
+    """Run a host script as root (``sudo -n sh -s``, the script on stdin) within its timeout.
+
+    Returns its ``key=value`` answers; a script that stops with ``fail`` raises ``SshError``
+    carrying the script's own message (what failed on the host, never a guess).
+    """
+    res = await session.run(as_root(session, ["sh", "-s"]), input=script.text().encode(),
+                            timeout=script.timeout)
+    kv = parse_kv(res.text)
     if not res.ok:
-        err = res.stderr.decode("utf-8", errors="replace").strip()
-        raise SshError(f"cannot read the host's state on {session.target.host} (exit {res.exit_status}): "
-                       f"{err}", f"{session.target.user} needs passwordless sudo (Flatcar's 'core' has it)")
-    return parse_facts(res.text)
+        err = kv.get("error")
+        detail = (err.decode(errors="replace") if err else
+                  res.stderr.decode("utf-8", errors="replace").strip()[-500:])
+        raise SshError(f"{script.name} on {session.target.host} failed (exit {res.exit_status}): {detail}",
+                       f"{session.target.user} needs passwordless sudo (Flatcar's 'core' has it)"
+                       if "sudo" in detail else None)
+    return kv

@@ -7,13 +7,13 @@ error, not a silently ignored option.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from flatcar_infra.errors import UserError
 from flatcar_infra.plaindata import checked_fields
+from flatcar_infra.reprovision.ere import ere_problems
 
 Strategy = Literal["in-place", "wipe-root", "replace", "ignore"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -39,7 +39,14 @@ class Policy:
     ``wipe-root`` (the new config reformats ROOT: same machine and IP, root data lost),
     ``replace`` (no SSH: the machine component replaces the instance), ``ignore`` (nothing
     applied: the pending change stays visible as drift, applied hash != desired hash).
-    ``keep_paths`` are egrep regexes (full-path match) added to ``DEFAULT_KEEP_PATHS``.
+    ``keep_paths`` are POSIX ERE regexes (full-path match, as flatcar-reset applies them) added to
+    ``DEFAULT_KEEP_PATHS``; Python-only syntax (``\\d``, ``(?:``) is an error.
+    ``rollback``: a new config that fails its checks is rolled back to the previous one (see
+    docs/reprovision-faults.md); ``confirm_window``: seconds after the new boot's system start
+    (timers.target) within which a fresh SSH login must confirm it, after verification, else the
+    host rolls itself back (the dead-man switch);
+    ``deadline``: the whole reprovision of one machine, rollback included, never takes longer
+    (Pulumi's ``customTimeouts`` do not reach a dynamic provider, so this is the bound).
     """
 
     strategy: Strategy = "in-place"
@@ -49,6 +56,9 @@ class Policy:
     health_timeout: float = 60.0
     reboot_timeout: float = 600.0
     hash_budget_bytes: int = 64 * MIB
+    rollback: bool = True
+    confirm_window: float = 300.0
+    deadline: float = 2400.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -65,13 +75,16 @@ class Policy:
             if not rx.startswith("/"):
                 raise PolicyError(f"policy.keep_paths: {rx!r} is not an absolute path regex",
                                   "flatcar-reset matches the full path, e.g. '/var/lib/app' or '/etc/app/.*'")
-            try:
-                re.compile(rx)
-            except re.error as exc:
-                raise PolicyError(f"policy.keep_paths: {rx!r} is not a valid regex: {exc}") from None
-        if not isinstance(self.keep_machine_id, bool):
-            raise PolicyError("policy.keep_machine_id: expected true or false")
-        for name in ("health_timeout", "reboot_timeout"):
+            problems = ere_problems(rx)
+            if problems:
+                raise PolicyError(f"policy.keep_paths: {rx!r} is not a POSIX ERE as flatcar-reset applies "
+                                  f"it: {'; '.join(problems)}",
+                                  "flatcar-reset matches with GNU ERE (find -regextype egrep), not "
+                                  "Python's re")
+        for name in ("keep_machine_id", "rollback"):
+            if not isinstance(getattr(self, name), bool):
+                raise PolicyError(f"policy.{name}: expected true or false")
+        for name in ("health_timeout", "reboot_timeout", "confirm_window", "deadline"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise PolicyError(f"policy.{name}: expected a positive number of seconds, got {value!r}")
@@ -120,4 +133,7 @@ class Policy:
             "health_timeout": self.health_timeout,
             "reboot_timeout": self.reboot_timeout,
             "hash_budget_bytes": self.hash_budget_bytes,
+            "rollback": self.rollback,
+            "confirm_window": self.confirm_window,
+            "deadline": self.deadline,
         }

@@ -1,15 +1,28 @@
-"""The reprovision procedure: preflight → (cleanup) → stage → reboot → verify, over SSH.
+"""The reprovision procedure: preflight → (cleanup) → stage → reboot → verify → confirm, over SSH,
+with automatic rollback. Shared by the Pulumi provider, the CLI and fleet rollouts.
 
-Shared by the Pulumi provider and the CLI. Facts are read in one round trip (``facts``), the
-phases come from the pure ``plan.decide``, and every action goes through ``flatcar_infra.ssh``.
-Safe to run again after any interruption: a host already running the desired hash is only
-verified; a reset staged but never rebooted is cancelled and staged again.
+Facts and checks come from one host script per phase (``scripts``), decisions from the pure
+``decide``, and every action goes through ``flatcar_infra.ssh``. Safe to run again after any
+interruption: a host already running the desired hash is only verified (and its boot confirmed);
+a reset staged but never rebooted is cancelled and staged again.
 
-The lock lives on tmpfs (``/run``): it protects preflight and staging, and the reboot that ends
-the staging clears it, so a lock can never block the verification after the reboot, and a lock
-left by a killed run lasts only until the next boot (a stale one is reported with owner and age,
-never broken silently; only a lock provably left by this very machine's dead process is taken
-over, and that is reported too).
+Rollback (``policy.rollback``, on by default; docs/reprovision-faults.md lists every fault):
+- the new boot answers but fails verification or a health check: the saved previous config is
+  re-applied in place (``flatcar-reset -F``), verified, and the run fails saying so;
+- the new boot never answers (SSH or network broken by the config): a dead-man switch installed
+  with the staging rolls the host back by itself unless a FRESH SSH login confirms the boot, after
+  verification, within ``policy.confirm_window``;
+- Ignition fails in the initramfs (pointer/URL delivery): the previous config is restored at the
+  config source, so the emergency reboot (5 minutes) applies it; file delivery refuses in
+  preflight what it could not roll back.
+
+Every wait has its own bound and all of them ``policy.deadline``. The lock lives on tmpfs
+(``/run``): it guards preflight and staging, the reboot clears it, and the new boot takes it again
+for verification, confirmation or rollback. A stale lock is reported with owner and age, never
+broken silently (only one provably left by a dead process of this machine is taken over).
+
+``ensure`` is safe to run concurrently for different hosts: the only module state is keyed by
+lock token.
 """
 
 from __future__ import annotations
@@ -17,45 +30,55 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
+import json
 import os
-import shlex
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from flatcar_infra.manifest import build_manifest
 from flatcar_infra.procs import pid_alive
-from flatcar_infra.reprovision import messages
-from flatcar_infra.reprovision.facts import as_root, gather_facts
-from flatcar_infra.reprovision.plan import (
-    LOCK_DIR,
-    LOCK_FILE,
+from flatcar_infra.reprovision import messages, preflight, scripts
+from flatcar_infra.reprovision.decide import Plan, decide, rollback_config, short
+from flatcar_infra.reprovision.desired import Desired, enabled_units, stamp_of
+from flatcar_infra.reprovision.facts import as_root, parse_facts, run_script
+from flatcar_infra.reprovision.hoststate import (
+    APPLIED_CONFIG,
     STAGED_CONFIG,
-    STATE_FILE,
-    Desired,
     HostFacts,
-    KeptEntry,
     LockOwner,
-    Plan,
+    RollbackRecord,
     Staging,
-    compare_kept,
-    decide,
-    hash_selection,
-    kept_digest,
-    manifest_changes,
-    short,
 )
-from flatcar_infra.reprovision.policy import STATE_DIR
-from flatcar_infra.ssh import HostKeyMismatch, SshError, SshSession, SshTarget, connect, wait_for_ssh
+from flatcar_infra.reprovision.kept import KeptEntry, compare_kept, hash_selection, kept_digest, parse_listing
+from flatcar_infra.reprovision.propdiff import manifest_changes
+from flatcar_infra.reprovision.source import ConfigSource, SourceError
+from flatcar_infra.ssh import (
+    AuthRefused,
+    HostKeyMismatch,
+    SshError,
+    SshSession,
+    SshTarget,
+    dial,
+    fetch_host_key,
+    fingerprint,
+)
 
 Report = Callable[[str, str, "float | None"], None]
 
 _ACTIVE_TOKENS: set[str] = set()
 """Lock tokens held by operations running in this process (a lock of ours not in here is stale)."""
+
+EMERGENCY_REBOOT = 300.0
+"""Flatcar's initramfs reboots this long after a failed Ignition run (bootengine 99emergency-timeout)."""
+REBOOT_GRACE = 120.0
+"""A host still answering on the old boot this long after the reboot was issued did not reboot."""
+FIRST_DIAL = 30.0
+"""How long the first login of a run retries (a host that is up answers at once)."""
 
 
 def _noop(_phase: str, _message: str, _elapsed: float | None = None) -> None:
@@ -78,10 +101,16 @@ class Outcome:
     not_hashed: tuple[str, ...] = ()
 
     def to_outputs(self, action: str) -> dict[str, Any]:
-        return {"applied_hash": self.applied_hash, "boot_id": self.boot_id,
-                "machine_id": self.machine_id, "system_state": self.system_state,
-                "rebooted": self.rebooted, "phases": {k: round(v, 3) for k, v in self.phases},
-                "warnings": list(self.warnings), "last_action": action}
+        return {
+            "applied_hash": self.applied_hash,
+            "boot_id": self.boot_id,
+            "machine_id": self.machine_id,
+            "system_state": self.system_state,
+            "rebooted": self.rebooted,
+            "phases": {k: round(v, 3) for k, v in self.phases},
+            "warnings": list(self.warnings),
+            "last_action": action,
+        }
 
 
 @dataclass
@@ -112,448 +141,890 @@ def stale_ours(owner: LockOwner | None) -> bool:
     return not pid_alive(owner.pid)
 
 
-# --- lock -------------------------------------------------------------------------------------------
+# --- lock (also used on its own by tests and tools) ----------------------------------------------------
 
-async def acquire_lock(s: SshSession, me: LockOwner, *, root: str = "",
-                       replace: str | None = None) -> str | None:
-    """Take the host lock atomically (``ln`` of a complete file: fails if one exists, and the lock
-    never exists without its owner). ``replace``: the exact stale content to take over.
+
+async def acquire_lock(
+    s: SshSession, me: LockOwner, *, root: str = "", replace: str | None = None
+) -> str | None:
+    """Take the host lock atomically; ``replace``: the exact stale content to take over.
     Returns ``None`` when taken, else the current holder's text."""
-    lock = shlex.quote(f"{root}{LOCK_FILE}")
-    script = f"""
-set -e
-mkdir -p {shlex.quote(root + LOCK_DIR)}
-tmp=$(mktemp {shlex.quote(root + LOCK_DIR)}/.lock.XXXXXX)
-printf '%s\\n' {shlex.quote(me.to_json())} > "$tmp"
-if [ -n "$STALE" ] && [ "$(cat {lock} 2>/dev/null)" = "$STALE" ]; then rm -f {lock}; fi
-if ln "$tmp" {lock} 2>/dev/null; then rm -f "$tmp"; echo TAKEN
-else rm -f "$tmp"; cat {lock}; fi
-"""
-    res = await s.run(as_root(s, ["env", f"STALE={replace or ''}", "sh", "-c", script]), timeout=30)
-    if not res.ok:
-        raise SshError(f"cannot take the lock {LOCK_FILE} on {s.target.host}: "
-                       f"{res.stderr.decode(errors='replace').strip()}")
-    if res.text.strip() == "TAKEN":
+    kv = await run_script(s, scripts.lock(root, me.to_json(), replace))
+    if kv.get("lock_taken"):
         _ACTIVE_TOKENS.add(me.token)
         return None
-    return res.text.strip()
+    return (kv.get("lock") or b"").decode(errors="replace").strip()
 
 
 async def release_lock(s: SshSession, me: LockOwner, *, root: str = "") -> bool:
     """Remove the lock only if it is still ours."""
-    lock = shlex.quote(f"{root}{LOCK_FILE}")
-    script = f"grep -qF {shlex.quote(me.token)} {lock} 2>/dev/null && rm -f {lock}; true"
     _ACTIVE_TOKENS.discard(me.token)
     try:
-        res = await s.run(as_root(s, ["sh", "-c", script]), timeout=30)
+        await run_script(s, scripts.release(root, me.token))
     except SshError:
         return False
-    return res.ok
+    return True
 
 
-# --- kept files ---------------------------------------------------------------------------------------
-
-def keep_regex(keep_paths: tuple[str, ...]) -> str:
-    """One egrep alternation over whole paths, like flatcar-reset builds it: a plain path also
-    keeps everything below it; a regex ending in ``$ ) * ] ?`` is taken as written."""
-    parts: list[str] = []
-    for entry in keep_paths:
-        e = entry.rstrip("/") or "/"
-        if not e.endswith(("$", ")", "*", "]", "?")):
-            parts.append(f"{e}/.*")
-        parts.append(e)
-    return "(" + "|".join(parts) + ")"
+# --- commands ------------------------------------------------------------------------------------------
 
 
-ROOT_VIEW = (
-    'if [ -z "$R" ] && mountpoint -q /etc; then umount /etc || '
-    '{ echo "cannot unmount the /etc overlay in a private mount namespace" >&2; exit 3; }; fi\n'
-    'cd "$R/" || exit 1\n'
-)
-"""Shell prologue that shows ROOT as flatcar-reset and the initramfs see it: on current Flatcar
-``/etc`` is an overlay (lower dir on USR), so ROOT's own ``/etc`` (the upper dir, where the host keys
-live) is only visible with the overlay unmounted. Run inside ``unshare -m`` (see ``root_argv``)."""
-
-
-def root_argv(s: SshSession, script: str, env: dict[str, str], *, root: str = "") -> list[str]:
-    """``sh -c SCRIPT`` as root in a private mount namespace (the real host; ``root`` = "") or
-    directly on a scratch tree (``root`` set, tests): the overlay unmount never leaks out."""
-    argv = ["env", *(f"{k}={v}" for k, v in {"R": root, **env}.items()), "sh", "-c", ROOT_VIEW + script]
-    if not root:
-        argv = ["unshare", "-m", "--propagation", "private", *argv]
-    return as_root(s, argv)
-
-
-async def list_kept(s: SshSession, keep_paths: tuple[str, ...], *, root: str = "") -> list[KeptEntry]:
-    """Regular files and symlinks on ROOT that the regexes keep (other filesystems not entered),
-    seen the way flatcar-reset sees them (with the /etc overlay unmounted)."""
-    script = (
-        "find . -xdev -mindepth 1 \\( -type f -o -type l \\) -printf '/%P\\0' "
-        '| grep -zEx -e "$RX" | sed -z "s|^|.|" '
-        "| xargs -0r stat --printf '%f\\t%s\\t%Y\\t%n\\0' --\n"
-    )
-    res = await s.run(root_argv(s, script, {"RX": keep_regex(keep_paths)}, root=root), timeout=300)
-    if not res.ok and not res.stdout:
-        raise SshError(f"cannot list the kept files on {s.target.host}: "
-                       f"{res.stderr.decode(errors='replace').strip()}")
-    out: list[KeptEntry] = []
-    for rec in res.stdout.split(b"\0"):
-        if not rec:
-            continue
-        mode_hex, size, mtime, name = rec.decode("utf-8", errors="surrogateescape").split("\t", 3)
-        path = name[1:] if name.startswith("./") else name
-        if path.startswith(STATE_DIR + "/") or path == STATE_DIR:
-            continue  # our own record changes by design
-        is_link = int(mode_hex, 16) & 0o170000 == 0o120000
-        out.append(KeptEntry(path, "link" if is_link else "file", int(size), float(mtime)))
-    return sorted(out, key=lambda e: e.path)
-
-
-async def hash_files(s: SshSession, paths: list[str], *, root: str = "") -> dict[str, str]:
-    if not paths:
-        return {}
-    data = b"".join(b"." + p.encode("utf-8", errors="surrogateescape") + b"\0" for p in paths)
-    res = await s.run(root_argv(s, "xargs -0r sha256sum -z --", {}, root=root), input=data, timeout=600)
-    out: dict[str, str] = {}
-    for rec in res.stdout.split(b"\0"):
-        if rec:
-            digest, _, name = rec.decode("utf-8", errors="surrogateescape").partition("  ")
-            out[name[1:] if name.startswith("./") else name] = digest
-    return out
-
-
-async def kept_manifest(s: SshSession, keep_paths: tuple[str, ...], budget: int, *, root: str = "",
-                        only: set[str] | None = None) -> tuple[dict[str, str], dict[str, float], list[str]]:
-    """``(path → digest, path → mtime, not hashed)``; ``only`` limits hashing to these paths."""
-    entries = await list_kept(s, keep_paths, root=root)
-    if only is not None:
-        selected = [e.path for e in entries if e.path in only and e.kind == "file"]
-        skipped: list[str] = []
-    else:
-        selected, skipped = hash_selection(entries, budget)
-    sums = await hash_files(s, selected, root=root)
-    digests = {e.path: kept_digest(e, sums.get(e.path)) for e in entries}
-    return digests, {e.path: e.mtime for e in entries}, skipped
-
-
-# --- the phases ---------------------------------------------------------------------------------------
-
-def reset_argv(d: Desired, *, preview: str | None = None) -> list[str]:
-    argv = ["flatcar-reset"]
+def reset_argv(d: Desired, *, preview: str | None = None, deadman: bool = False) -> list[str]:
+    """``flatcar-reset`` as real Flatcar parses it (getopt ``hF:U:KMBSPWDR``): ``-F FILE`` copies a
+    file (``-`` is a file named ``-``), ``-U URL``, ``--keep-paths`` followed by the entries."""
+    keep = preflight.keep_entries(d, deadman=deadman)
     if preview:
-        return [*argv, f"--preview-{preview}", "--keep-paths", *_keep(d)]
+        return (
+            ["flatcar-reset", f"--preview-{preview}", "--keep-paths", *keep]
+            if keep
+            else ["flatcar-reset", f"--preview-{preview}"]
+        )
+    argv = ["flatcar-reset"]
     if d.policy.keep_machine_id:
         argv.append("--keep-machine-id")
     if d.delivery == "file":
-        # flatcar-reset runs ``cp FILE /oem/config.ign``: it needs a file on the host ("-" is a file
-        # named "-", not standard input), so the config is written to STAGED_CONFIG first.
         argv += ["-F", STAGED_CONFIG]
     elif d.delivery == "url":
         argv += ["-U", str(d.config_url)]
-    keep = _keep(d)
     if keep:
         argv += ["--keep-paths", *keep]
     return argv
 
 
-def _keep(d: Desired) -> tuple[str, ...]:
-    # wipe-root: ROOT is reformatted by the config, so nothing on it can be kept
-    return () if d.policy.strategy == "wipe-root" else d.policy.all_keep_paths
+def rollback_argv(d: Desired) -> list[str]:
+    """Re-apply the saved previous config: ``-F`` strips any ``ignition.config.url`` and makes
+    ``/oem/config.ign`` the source for that boot, whatever the delivery was."""
+    argv = [
+        "flatcar-reset",
+        *(["--keep-machine-id"] if d.policy.keep_machine_id else []),
+        "-F",
+        APPLIED_CONFIG,
+    ]
+    keep = preflight.keep_entries(d, deadman=False)
+    return argv + (["--keep-paths", *keep] if keep else [])
 
 
-async def _check_pointer_object(s: SshSession, d: Desired) -> str | None:
-    """With pointer delivery the hosted object must already hold the new config: fetch it FROM
-    THE HOST (what Ignition will see) and compare hashes. Returns a problem or None."""
-    if not d.config_url:
-        return None
-    want = hashlib.sha512(d.config).hexdigest()
-    res = await s.run(["sh", "-c", 'command -v curl >/dev/null || exit 127; '
-                       'curl -fsSL --max-time 30 "$0" | sha512sum | cut -d" " -f1', d.config_url], timeout=60)
-    if res.exit_status == 127:
-        return None  # no curl on this host: Ignition's own verification is all we have
-    got = res.text.strip()
-    if got != want:
-        return (f"the hosted config at {d.config_url} does not hold the new config yet (sha512 "
-                f"{got[:12] or 'unreadable'}… != {want[:12]}…): upload it before reprovisioning")
-    return None
+@dataclass(frozen=True)
+class _Expect:
+    """What verification checks a boot against."""
+
+    config_hash: str
+    enabled_units: tuple[str, ...]
+    health_checks: tuple[str, ...]
+    health_timeout: float
+    keep_machine_id: bool
+
+    @classmethod
+    def new(cls, d: Desired) -> _Expect:
+        return cls(
+            d.config_hash,
+            d.enabled_units,
+            d.policy.health_checks,
+            d.policy.health_timeout,
+            d.policy.keep_machine_id and d.policy.strategy == "in-place",
+        )
+
+    @classmethod
+    def previous(cls, d: Desired, config: bytes) -> _Expect:
+        """The rollback target: its own enabled units; the new config's health checks do not apply."""
+        return cls(
+            stamp_of(config) or "",
+            enabled_units(json.loads(config)),
+            (),
+            d.policy.health_timeout,
+            d.policy.keep_machine_id,
+        )
 
 
-async def _wait_new_boot(target: SshTarget, old_boot: str, timeout: float, report: Report,
-                         t_start: float, *, accept_new_key: bool = False,
-                         same_boot_grace: float | None = None) -> tuple[SshSession, str | None]:
-    """Dial with backoff until the host answers with a boot_id other than ``old_boot``.
+@dataclass
+class _Verified:
+    facts: HostFacts
+    state: str
+    problems: list[str]
+    warnings: list[str]
+    lock_taken: bool
 
-    ``same_boot_grace``: when the reboot may never have been issued, a host that keeps answering
-    on the old boot for that long has not rebooted: say so instead of waiting for the timeout.
-    """
-    deadline = t_start + timeout
-    same_since: float | None = None
-    delay = 0.5
-    attempt = 0
-    new_key: str | None = None
-    last = "no answer yet"
-    while True:
-        attempt += 1
-        t = SshTarget(target.host, target.port, target.user, target.identity_file, target.private_key,
-                      new_key or target.host_key, min(target.connect_timeout, 5.0))
+
+class _Run:
+    """One reprovision of one host: the state every phase shares (never module state)."""
+
+    def __init__(
+        self,
+        target: SshTarget,
+        d: Desired,
+        report: Report,
+        *,
+        root: str,
+        previous: bytes | None,
+        fallback_keys: Sequence[str],
+        platform_keys: Sequence[str],
+        source: ConfigSource | None,
+    ) -> None:
+        self.target = target
+        self.keys = [target, *(target.with_key(k) for k in fallback_keys if k and k != target.private_key)]
+        self.d = d
+        self.report = report
+        self.root = root
+        self.previous = previous
+        self.platform_keys = tuple(platform_keys)
+        self.source = source
+        self.timer = _Timer(report)
+        self.me = _me()
+        self.host = target.host
+        self.t0 = time.monotonic()
+        self.state = messages.UNCHANGED
+        self.applied: str | None = None
+        self.phase = "connect"
+        self.restored_source = False
+        self.not_hashed: list[str] = []
+        self._fresh: asyncio.Task[SshSession] | None = None
+
+    def dial_fresh(self) -> None:
+        """Open the confirmation's fresh connection while verification runs (it is only used
+        once verification passed): one handshake less on the critical path."""
+        self._fresh = asyncio.ensure_future(self.dial(60))
+
+    async def drop_fresh(self) -> None:
+        task, self._fresh = self._fresh, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        with suppress(asyncio.CancelledError, SshError):
+            await (await task).close()
+
+    # --- bounds ---------------------------------------------------------------------------------------
+    def left(self) -> float:
+        return self.d.policy.deadline - (time.monotonic() - self.t0)
+
+    def bound(self, seconds: float) -> float:
+        left = self.left()
+        if left <= 0:
+            raise messages.deadline(self.host, self.d.policy.deadline, self.phase, self.state, self.applied)
+        return min(seconds, left)
+
+    async def dial(self, timeout: float, *, attempt_timeout: float = 8.0) -> SshSession:
+        return await dial(
+            self.keys,
+            timeout=self.bound(timeout),
+            attempt_timeout=attempt_timeout,
+            on_attempt=lambda n, el, exc: (
+                self.report(self.phase, f"waiting for SSH: {exc.message}", el) if n % 5 == 1 else None
+            ),
+        )
+
+    def wrap(self, exc: SshError) -> messages.ReprovisionError:
+        """An SSH failure in the current phase, reported with the host's state and the next step."""
+        if isinstance(exc, messages.ReprovisionError):
+            return exc
+        return messages.lost(self.host, self.phase, exc.message, self.state, self.applied)
+
+    # --- the procedure --------------------------------------------------------------------------------
+    async def go(self, first_boot_wait: float) -> Outcome:
         try:
-            s = await connect(t)
-            try:
-                boot = (await s.run(["cat", "/proc/sys/kernel/random/boot_id"], timeout=15)).text.strip()
-            except SshError as exc:
-                await s.close()
-                raise exc
-            if boot and boot != old_boot:
-                return s, new_key
-            await s.close()
-            last = "still the old boot (not down yet)"
-            same_since = same_since if same_since is not None else time.monotonic()
-            if same_boot_grace is not None and time.monotonic() - same_since > same_boot_grace:
-                raise messages.lost_before_reboot(
-                    target.host, f"the host is still up on the same boot {same_boot_grace:g}s later: "
-                    "the reboot command never arrived")
-        except HostKeyMismatch:
-            if not accept_new_key:
-                raise messages.identity_changed(target.host) from None
-            from flatcar_infra.ssh import fetch_host_key
-            new_key = await fetch_host_key(target.host, target.port)
-            report("reboot", f"wipe-root: the host has a NEW host key {new_key.split()[0]} "
-                   "(root was reformatted); pinning it from now on (trust on first use)", None)
-            continue
+            s = await self.dial(first_boot_wait or FIRST_DIAL, attempt_timeout=self.target.connect_timeout)
+        except HostKeyMismatch as exc:
+            raise messages.ReprovisionError(exc.message, messages.UNCHANGED, exc.advice) from None
+        except AuthRefused as exc:
+            raise messages.ReprovisionError(exc.message, messages.UNCHANGED, exc.advice) from None
         except SshError as exc:
-            last = exc.message
-        now = time.monotonic()
-        if now >= deadline:
-            raise messages.not_back(target.host, timeout, last)
-        if attempt % 5 == 1:
-            report("reboot", f"waiting for the new boot ({last})", now - t_start)
-        await asyncio.sleep(min(delay, max(0.0, deadline - now)))
-        delay = min(delay * 1.5, 3.0)
-
-
-async def _system_state(s: SshSession, d: Desired) -> tuple[str, list[str], list[str]]:
-    """``(is-system-running, failed units, problems)``; waits while the system is starting."""
-    t = d.policy.health_timeout
-    res = await s.run(["sh", "-c", f"timeout {t:g} systemctl is-system-running --wait 2>/dev/null || "
-                       "systemctl is-system-running 2>/dev/null; true"], timeout=t + 15)
-    state = (res.text.strip().splitlines() or ["unknown"])[-1]
-    failed_res = await s.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend",
-                              "--no-pager"], timeout=30)
-    failed = [ln.split()[0] for ln in failed_res.text.splitlines() if ln.strip()]
-    problems = [f"unit {u} (enabled by the config) has failed; see 'journalctl -b -u {u}'"
-                for u in d.enabled_units if u in failed]
-    return state, failed, problems
-
-
-async def _health(s: SshSession, d: Desired, report: Report) -> list[str]:
-    problems: list[str] = []
-    t = d.policy.health_timeout
-    for i, cmd in enumerate(d.policy.health_checks, 1):
+            raise messages.ReprovisionError(
+                f"cannot reach {self.host}: {exc.message}",
+                messages.UNCHANGED,
+                "check the address and that the host is up; nothing was changed",
+            ) from None
+        locked = False
         try:
-            res = await s.run(["timeout", "-k", "5", f"{t:g}", "sh", "-c", cmd], timeout=t + 15)
-        except SshError as exc:
-            problems.append(f"health check #{i} failed: {exc.message}")
-            continue
-        if res.exit_status == 124:
-            problems.append(f"health check #{i} timed out after {t:g}s")
-        elif not res.ok:
-            err = res.stderr.decode(errors="replace").strip()[-300:]
-            problems.append(f"health check #{i} exited {res.exit_status}" + (f": {err}" if err else ""))
-        else:
-            report("verify", f"health check #{i} passed", None)
-    return problems
-
-
-async def verify(s: SshSession, d: Desired, before: HostFacts | None, staging: Staging | None,
-                 report: Report, *, root: str = "") -> tuple[HostFacts, str, list[str], list[str]]:
-    """Prove the host runs the desired config. Returns (facts, system state, problems, warnings)."""
-    f = await gather_facts(s, root=root)
-    problems: list[str] = []
-    warnings: list[str] = []
-    if f.stamp != d.config_hash:
-        problems.append(f"the host runs config {short(f.stamp)}, not {short(d.config_hash)}: Ignition did "
-                        "not apply the new config (see 'journalctl -b -t ignition')")
-    fresh = staging is not None and staging.desired_hash == d.config_hash and staging.boot_id != f.boot_id
-    if fresh and staging is not None:
-        if f.ignition_result_mtime is None or f.ignition_result_mtime < staging.staged_at:
-            problems.append("/etc/.ignition-result.json is not newer than the staging: Ignition did not run "
-                            "on this boot")
-        before_kept = dict(staging.kept)
-        only = {p for p, v in before_kept.items() if not v.startswith("link:") and not v.endswith(":-")}
-        after, mtimes, _ = await kept_manifest(s, _keep(d), d.policy.hash_budget_bytes, root=root, only=only)
-        cmp = compare_kept(before_kept, after, mtimes, staging.staged_at)
-        for p in cmp.missing:
-            problems.append(f"kept path {p} is gone after the reset")
-        for p in cmp.corrupted:
-            problems.append(f"kept file {p} changed although nothing wrote it since staging")
-        if cmp.rewritten:
-            warnings.append(f"{len(cmp.rewritten)} kept file(s) were written by the running system since "
-                            f"staging (e.g. {cmp.rewritten[0]})")
-        report("verify", f"{len(before_kept)} kept file(s) checked", None)
-    if (before is not None and d.policy.keep_machine_id and d.policy.strategy == "in-place"
-            and before.machine_id and f.machine_id != before.machine_id):
-        problems.append(f"the machine-id changed ({before.machine_id} → {f.machine_id}) although it was kept")
-    state, failed, unit_problems = await _system_state(s, d)
-    problems += unit_problems
-    if state != "running":
-        warnings.append(f"systemctl is-system-running: {state}"
-                        + (f" (failed: {', '.join(failed)})" if failed else ""))
-    problems += await _health(s, d, report)
-    return f, state, problems, warnings
-
-
-async def ensure(target: SshTarget, d: Desired, *, report: Report = _noop, first_boot_wait: float = 0,
-                 root: str = "") -> Outcome:
-    """Bring the host to ``d``: verify only when it already runs it, else the full procedure."""
-    timer = _Timer(report)
-    me = _me()
-    host = target.host
-    if first_boot_wait:
-        s = await wait_for_ssh(target, timeout=first_boot_wait, first_delay=1.0, max_delay=5.0,
-                               on_attempt=lambda n, el, exc: report("connect", f"waiting for SSH: {exc}", el))
-    else:
-        s = await connect(target)
-    locked = False
-    try:
-        with timer.phase("preflight", f"reading the state of {host}"):
-            facts = await gather_facts(s, root=root)
-            plan = decide(facts, d, me, stale_ours=stale_ours(facts.lock_owner))
-            if plan.refused:
-                raise messages.refused(host, plan.refusals)
-            if d.delivery == "pointer" and plan.reboots:
-                problem = await _check_pointer_object(s, d)
-                if problem:
-                    raise messages.ReprovisionError(problem, messages.UNCHANGED,
-                                                    "upload the config, then run again")
-            holder = await acquire_lock(s, me, root=root,
-                                        replace=facts.lock_text if stale_ours(facts.lock_owner) else None)
-            if holder is not None:
-                owner = LockOwner.parse(holder)
-                raise messages.ReprovisionError(
-                    f"the host is locked by another reprovision "
-                    f"({owner.describe() if owner else holder[:80]}, {LOCK_FILE})", messages.UNCHANGED,
-                    "wait for it to finish, or remove the lock if its process is gone")
-            locked = True
-            for n in plan.notes:
-                report("preflight", n, None)
-            for w in plan.warnings:
-                report("preflight", f"warning: {w}", None)
-            report("preflight", f"Flatcar {facts.version}, applied {short(facts.stamp)}, "
-                   f"desired {short(d.config_hash)}; phases: {' → '.join(plan.phases)}", None)
-        if not plan.reboots:
-            if "cleanup" in plan.phases:
-                with timer.phase("cleanup", "cancelling the staged reset"):
-                    await s.run(as_root(s, ["flatcar-reset", "--stop"]), timeout=60, check=True)
-            with timer.phase("verify", "verifying the running config"):
-                f2, state, problems, warns = await verify(s, d, facts, facts.staging, report, root=root)
-            await release_lock(s, me, root=root)
+            self.phase = "preflight"
+            with self.timer.phase("preflight", f"reading the state of {self.host} and checking the config"):
+                findings, plan = await self.run_preflight(s)
+                locked = True
+            if not plan.reboots:
+                locked = False  # released by the confirmation, or before a failure is raised
+                return await self.verify_only(s, findings, plan)
+            staging, issued = await self.stage(s, findings, plan)
             locked = False
-            if problems:
-                raise messages.verify_failed(host, problems)
-            return Outcome(f2.stamp, f2.boot_id, target.host_key, f2.machine_id, state, False,
-                           tuple(timer.phases), (*plan.warnings, *warns), plan.notes)
-        staging, skipped = await _stage(s, d, facts, plan, timer, report, root=root)
-        with timer.phase("reboot", "rebooting (detached) and waiting for the new boot"):
-            t0 = time.monotonic()
+            await s.close()
+            s = await self.await_new_boot(findings.facts.boot_id, staging, plan, issued=issued)
+            return await self.after_reboot(s, staging, plan, findings)
+        except SshError as exc:
+            raise self.wrap(exc) from None
+        finally:
+            await self.drop_fresh()
+            if locked:
+                await release_lock(s, self.me, root=self.root)
+            _ACTIVE_TOKENS.discard(self.me.token)
+            await s.close()
+
+    async def run_preflight(self, s: SshSession) -> tuple[preflight.Findings, Plan]:
+        login_key = self.target.public_key()
+        req = preflight.script_for(
+            self.d,
+            root=self.root,
+            owner_json=self.me.to_json(),
+            take_lock=True,
+            stale=None,
+            user=self.target.user,
+            login_key=login_key,
+        )
+        kv = await run_script(s, req.script)
+        findings = preflight.interpret(req, kv, self.d, root=self.root, user=self.target.user)
+        f = findings.facts
+        self.applied = f.stamp
+        if f.lock_taken:
+            _ACTIVE_TOKENS.add(self.me.token)
+        elif stale_ours(f.lock_owner):
+            holder = await acquire_lock(s, self.me, root=self.root, replace=f.lock_text)
+            if holder is None:
+                self.report(
+                    "preflight",
+                    "took over a stale lock left by an earlier run of this machine "
+                    f"({f.lock_owner.describe() if f.lock_owner else '?'})",
+                    None,
+                )
+                findings.facts = f = _with_lock(f)
+        if not f.lock_taken:
+            who = f.lock_owner.describe() if f.lock_owner else (f.lock_text or "?")[:80]
+            age = f", taken {f.lock_age:.0f}s ago" if f.lock_age is not None else ""
+            raise messages.locked(self.host, who + age, f.stamp)
+        try:
+            refusals = preflight.local_refusals(
+                self.d,
+                findings,
+                user=self.target.user,
+                login_key=login_key,
+                platform_keys=self.platform_keys,
+                previous=self._previous(f),
+            )
+            op_refusals, op_warnings, pointer_hex = await preflight.operator_side(self.d, self.source)
+            findings.warnings += op_warnings
+            refusals += [*findings.refusals, *op_refusals]
+            if await self._republish(findings, pointer_hex):
+                refusals = [x for x in refusals if "does not hold the new config" not in x.reason]
+            plan = decide(f, self.d, self.me, previous=self.previous, checks=refusals)
+            if plan.refused:
+                raise messages.refused(self.host, plan.refusals, f.stamp)
+        except BaseException:
+            await release_lock(s, self.me, root=self.root)
+            raise
+        for n in (*plan.notes, *findings.notes):
+            self.report("preflight", n, None)
+        for w in (*plan.warnings, *findings.warnings):
+            self.report("preflight", f"warning: {w}", None)
+        self.report(
+            "preflight",
+            f"Flatcar {f.version}, applied {short(f.stamp)}, desired "
+            f"{short(self.d.config_hash)}; phases: {' → '.join(plan.phases)}",
+            None,
+        )
+        return findings, plan
+
+    def _previous(self, f: HostFacts) -> bytes | None:
+        return rollback_config(f, self.previous)
+
+    async def _republish(self, findings: preflight.Findings, pointer_hex: str | None) -> bool:
+        """After our own rollback restored the previous config at the source, the next run of the
+        new config puts it back there (the hosting resource's state still says it holds it)."""
+        f = findings.facts
+        r = f.rollback_record
+        held = pointer_hex or findings.pointer_sha512
+        if not (
+            r
+            and r.reason.startswith("source restored")
+            and self.source
+            and self.d.delivery != "file"
+            and f.applied_config
+            and held == hashlib.sha512(f.applied_config).hexdigest()
+        ):
+            return False
+        await self.source.write(self.d.config)
+        self.report(
+            "preflight",
+            f"re-published the new config at {self.d.config_url} (an earlier "
+            "rollback had restored the previous one there)",
+            None,
+        )
+        return True
+
+    async def verify_only(self, s: SshSession, findings: preflight.Findings, plan: Plan) -> Outcome:
+        f = findings.facts
+        if "cleanup" in plan.phases:
+            with self.timer.phase("cleanup", "cancelling the staged reset"):
+                await s.run(as_root(s, ["flatcar-reset", "--stop"]), timeout=60, check=True)
+        self.phase = "verify"
+        if "confirm" in plan.phases:
+            self.dial_fresh()
+        with self.timer.phase("verify", "verifying the running config"):
+            v = await self.verify(s, _Expect.new(self.d), f.staging if "confirm" in plan.phases else None, f)
+        if v.problems:
+            if plan.rollback_config is not None:
+                return await self.rollback_in_place(s, v, plan)
+            await release_lock(s, self.me, root=self.root)
+            raise messages.verify_failed(self.host, v.problems, v.facts.stamp)
+        applied = (
+            None if (f.applied_config and stamp_of(f.applied_config) == self.d.config_hash) else self.d.config
+        )
+        await self.confirm(s, fresh="confirm" in plan.phases, applied=applied)
+        return self.outcome(v, plan, findings, rebooted=False)
+
+    async def stage(self, s: SshSession, findings: preflight.Findings, plan: Plan) -> tuple[Staging, bool]:
+        if self.root:
+            raise SshError("staging acts on the real host: it cannot run against a scratch root")
+        d = self.d
+        f = findings.facts
+        self.phase = "stage"
+        deadman = plan.rollback_config is not None
+        with self.timer.phase("stage", f"staging the reset ({d.delivery} delivery) and rebooting"):
+            hashed, skipped = hash_selection(findings.kept, d.policy.hash_budget_bytes)
+            self.not_hashed = skipped
+            keep = preflight.keep_entries(d, deadman=deadman)
+            staging = new_staging(d, f, plan)
+            script = stage_script(d, findings, plan, self.me, hashed, staging_json=staging.to_json())
             issued = True
             try:
-                await s.run(as_root(s, ["systemd-run", "--no-block", "--collect", "--unit",
-                                        f"flatcar-infra-reboot-{me.token[:8]}", "sh", "-c",
-                                        "sleep 2; systemctl reboot"]), timeout=30, check=True)
+                kv = await run_script(s, script)
             except SshError as exc:
-                # ambiguous: the reboot may already be under way (a slow host answers after the
-                # 2 s delay), or the command never arrived. Find out by waiting.
-                issued = False
-                report("reboot", f"connection lost while issuing the reboot ({exc.message}); "
-                       "waiting to see whether it happens", time.monotonic() - t0)
-            locked = False  # the reboot clears /run
-            _ACTIVE_TOKENS.discard(me.token)
-            await s.close()
+                if "failed (exit" in exc.message:  # the script itself stopped: nothing rebooted
+                    await release_lock(s, self.me, root=self.root)
+                    raise messages.ReprovisionError(
+                        f"staging failed on {self.host}: {exc.message}",
+                        "unknown: the reset may be staged partly (no reboot was scheduled)",
+                        "run again (a staged reset is cancelled and staged afresh), or cancel it on the "
+                        "host with 'sudo flatcar-reset --stop'",
+                        applied_hash=f.stamp,
+                    ) from None
+                issued = False  # lost: the script may or may not have scheduled the reboot
+                self.report(
+                    "stage",
+                    f"connection lost while staging ({exc.message}); waiting to see whether the host reboots",
+                    None,
+                )
+                kv = {}
+            sums = parse_kv_sums(kv.get("sums"))
+            kept = tuple(sorted((e.path, kept_digest(e, sums.get(e.path))) for e in findings.kept))
+            staging = Staging(
+                staging.desired_hash,
+                staging.boot_id,
+                staging.staged_at,
+                staging.delivery,
+                kept,
+                staging.manifest,
+                staging.previous_hash,
+                False,
+                staging.confirm_window,
+                keep,
+            )
+            self.report(
+                "stage",
+                f"{len(kept)} kept file(s) recorded"
+                + (
+                    f"; {len(skipped)} not hashed (budget {d.policy.hash_budget_bytes} bytes), e.g. "
+                    f"{skipped[0]}"
+                    if skipped
+                    else ""
+                )
+                + ("; dead-man switch armed" if deadman else ""),
+                None,
+            )
+        self.state = messages.REBOOTING if issued else messages.STAGED + " (maybe)"
+        _ACTIVE_TOKENS.discard(self.me.token)  # the reboot clears /run and the lock with it
+        return staging, issued
+
+    async def await_new_boot(
+        self, old_boot: str, staging: Staging, plan: Plan, *, issued: bool
+    ) -> SshSession:
+        """Dial until the host answers on a boot other than ``old_boot``.
+
+        - still the old boot ``REBOOT_GRACE`` after the reboot was issued: it never happened;
+        - no answer within ``reboot_timeout`` (SSH or network broken by the new config, or Ignition
+          failed): restore the previous config at the source (pointer/URL), then keep waiting for the
+          dead-man switch or the emergency reboot to bring the host back;
+        - a different host key: another machine, or the reset lost the keys (final).
+        """
+        self.phase = "reboot"
+        t0 = time.monotonic()
+        p = self.d.policy
+        grace = min(REBOOT_GRACE if issued else 30.0, p.reboot_timeout)
+        with self.timer.phase("reboot", "waiting for the new boot"):
+            first = await self._await(old_boot, t0, p.reboot_timeout, issued=issued, grace=grace)
+            if first is not None:
+                return first
+        # no answer within reboot_timeout
+        back = plan.rollback_config
+        if back is None:
+            raise messages.not_back(self.host, p.reboot_timeout, "no SSH answer on a new boot", self.applied)
+        self.phase = "rollback"
+        wait = p.confirm_window + p.reboot_timeout
+        how = "the dead-man switch rolls it back"
+        if self.d.delivery in ("pointer", "url"):
+            wait += EMERGENCY_REBOOT
+            how += ", or the initramfs reboots into the previous config"
+            if self.source is not None:
+                try:
+                    await self.source.write(back)
+                    self.restored_source = True
+                    self.report(
+                        "rollback",
+                        f"no answer within {p.reboot_timeout:g}s: restored the previous "
+                        f"config {short(stamp_of(back))} at {self.d.config_url} (if Ignition failed, "
+                        "the emergency reboot applies it)",
+                        None,
+                    )
+                except SourceError as exc:
+                    self.report(
+                        "rollback",
+                        f"could not restore the previous config at the source: {exc.message}",
+                        None,
+                    )
+            else:
+                self.report(
+                    "rollback", "no config_source: a failed Ignition run cannot be undone from here", None
+                )
+        with self.timer.phase(
+            "rollback", f"no answer within {p.reboot_timeout:g}s; waiting up to {wait:g}s while {how}"
+        ):
+            back_s = await self._await(old_boot, time.monotonic(), wait, issued=True, rollback=True)
+        if back_s is None:
+            raise messages.not_back(
+                self.host,
+                p.reboot_timeout + wait,
+                "neither the new config nor the rollback answered SSH",
+                self.applied,
+            )
+        return back_s
+
+    async def _await(
+        self,
+        old_boot: str,
+        t0: float,
+        timeout: float,
+        *,
+        issued: bool,
+        grace: float | None = None,
+        rollback: bool = False,
+    ) -> SshSession | None:
+        """Dial until the host answers on a boot other than ``old_boot``; None at ``timeout``.
+        A host that keeps answering on the old boot for ``grace`` seconds (or until the timeout)
+        did not reboot: that is an answer, raised at once."""
+        same_since: float | None = None
+
+        def never_rebooted() -> messages.ReprovisionError:
+            if issued:
+                return messages.no_reboot(self.host, time.monotonic() - (same_since or t0), self.applied)
+            return messages.lost_before_reboot(
+                self.host, "the host still runs the same boot: the reboot was never scheduled", self.applied
+            )
+
+        while True:
+            left = t0 + timeout - time.monotonic()
+            if left <= 0:
+                if same_since is not None:
+                    raise never_rebooted()
+                return None
             try:
-                s, new_key = await _wait_new_boot(
-                    target, facts.boot_id, d.policy.reboot_timeout, report, t0,
-                    accept_new_key=d.policy.strategy == "wipe-root", same_boot_grace=None if issued else 30)
-            except messages.ReprovisionError as exc:
-                if issued or exc.host_state != messages.REBOOTING:
-                    raise
-                raise messages.reboot_unknown(host, d.policy.reboot_timeout) from None
-            if new_key:
-                target = target.pinned(new_key)
-        with timer.phase("verify", "verifying the new boot"):
-            f2, state, problems, warns = await verify(s, d, facts, staging, report, root=root)
-        if problems:
-            raise messages.verify_failed(host, problems)
-        return Outcome(f2.stamp, f2.boot_id, target.host_key, f2.machine_id, state, True,
-                       tuple(timer.phases), (*plan.warnings, *warns), plan.notes, tuple(skipped))
-    finally:
-        if locked:
-            await release_lock(s, me, root=root)
-        await s.close()
+                s = await self.dial(left)
+            except HostKeyMismatch:
+                if self.d.policy.strategy == "wipe-root":
+                    key = await fetch_host_key(self.host, self.target.port)
+                    self.report(
+                        "reboot",
+                        f"wipe-root: the host has a NEW host key {fingerprint(key)} (ROOT "
+                        "was reformatted); pinning it from now on (trust on first use)",
+                        None,
+                    )
+                    self.target = self.target.pinned(key)
+                    self.keys = [k.pinned(key) for k in self.keys]
+                    continue
+                raise messages.identity_changed(self.host, self.applied) from None
+            except AuthRefused:
+                # the host is up but refuses every key we have: the new config does not let us in
+                if not rollback:
+                    self.report(
+                        self.phase,
+                        "the host answers but refuses our keys: waiting for the dead-man switch",
+                        None,
+                    )
+                    return None
+                await asyncio.sleep(min(5.0, max(0.0, t0 + timeout - time.monotonic())))
+                continue
+            except SshError:
+                same_since = None  # down: the old boot is going (or gone)
+                continue  # the deadline check above decides
+            try:
+                boot = (await s.run(["cat", "/proc/sys/kernel/random/boot_id"], timeout=15)).text.strip()
+            except SshError:
+                await s.close()
+                continue
+            if boot and boot != old_boot:
+                return s
+            await s.close()
+            same_since = same_since if same_since is not None else time.monotonic()
+            if grace is not None and time.monotonic() - same_since > grace:
+                raise never_rebooted()
+            await asyncio.sleep(min(1.0, max(0.0, t0 + timeout - time.monotonic())))
 
-
-async def _stage(s: SshSession, d: Desired, facts: HostFacts, plan: Plan, timer: _Timer, report: Report,
-                 *, root: str = "") -> tuple[Staging, list[str]]:
-    host = s.target.host
-    if "cleanup" in plan.phases:
-        with timer.phase("cleanup", "cancelling the reset staged earlier (flatcar-reset --stop)"):
-            await s.run(as_root(s, ["flatcar-reset", "--stop"]), timeout=60, check=True)
-    with timer.phase("stage", f"staging the reset ({d.delivery} delivery)"):
-        kept, _mt, skipped = await kept_manifest(s, _keep(d), d.policy.hash_budget_bytes, root=root)
-        report("stage", f"{len(kept)} kept file(s) recorded"
-               + (f"; {len(skipped)} not hashed (budget {d.policy.hash_budget_bytes} bytes), "
-                  f"e.g. {skipped[0]}" if skipped else ""), None)
-        staging = Staging(d.config_hash, facts.boot_id, facts.now, d.delivery, tuple(sorted(kept.items())),
-                          tuple(sorted(build_manifest(_json(d.config)).items())))
-        await s.run(as_root(s, ["mkdir", "-p", "-m", "0700", f"{root}{STATE_DIR}"]), check=True)
-        await s.write_file(f"{root}{STATE_FILE}", staging.to_json(), mode=0o600, sudo=s.target.user != "root")
-        if d.delivery == "file":
-            await s.write_file(f"{root}{STAGED_CONFIG}", d.config, mode=0o600, sudo=s.target.user != "root")
+    async def after_reboot(
+        self, s: SshSession, staging: Staging, plan: Plan, findings: preflight.Findings
+    ) -> Outcome:
+        self.phase = "verify"
+        self.state = messages.APPLIED
+        if plan.rollback_config is not None:
+            self.dial_fresh()
         try:
-            res = await s.run(as_root(s, reset_argv(d)), timeout=120)
-        except SshError as exc:
-            raise messages.lost_before_reboot(host, exc.message) from None
-        if not res.ok:
-            raise messages.ReprovisionError(
-                f"flatcar-reset failed (exit {res.exit_status}): "
-                f"{res.stderr.decode(errors='replace').strip()[-500:]}",
-                "unknown: flatcar-reset may have staged part of the reset",
-                "run again (a staged reset is cancelled and staged afresh), or cancel it on the host "
-                "with 'sudo flatcar-reset --stop'")
-        if d.delivery == "file":
-            sums = await s.run(as_root(s, ["sha512sum", "/oem/config.ign"]), timeout=30)
-            if sums.text.split()[:1] != [hashlib.sha512(d.config).hexdigest()]:
-                raise messages.ReprovisionError(
-                    "/oem/config.ign on the host does not hold the exact bytes delivered", messages.STAGED,
-                    "run again; if it repeats, check the OEM partition (mounted, space left)")
-    return staging, skipped
+            with self.timer.phase("verify", "verifying the new boot"):
+                v = await self.verify(s, _Expect.new(self.d), staging, findings.facts)
+            self.applied = v.facts.stamp
+            back = plan.rollback_config
+            prev = stamp_of(back) if back else None
+            if v.facts.stamp == prev and prev is not None:
+                return await self.came_back_on_previous(s, v)
+            if v.problems:
+                if back is not None and v.facts.stamp == self.d.config_hash:
+                    return await self.rollback_in_place(s, v, plan)
+                await release_lock(s, self.me, root=self.root)
+                raise messages.verify_failed(
+                    self.host,
+                    v.problems,
+                    v.facts.stamp,
+                    why_no_rollback=(
+                        "rollback is off"
+                        if not self.d.policy.rollback
+                        else "the host does not run the new config"
+                        if v.facts.stamp != self.d.config_hash
+                        else "no previous config to return to"
+                    ),
+                )
+            await self.confirm(s, fresh=back is not None, applied=None if back is not None else self.d.config)
+            if self.restored_source and self.source is not None:
+                await self.source.write(self.d.config)  # the new config came up late after all
+            return self.outcome(v, plan, findings, rebooted=True)
+        finally:
+            await s.close()
+
+    async def came_back_on_previous(self, s: SshSession, v: _Verified) -> Outcome:
+        """The host answers on the previous config: the dead-man switch or the initramfs (after
+        the source was restored) rolled it back. Record why, and fail saying so."""
+        r = v.facts.rollback_record
+        why: list[str] = []
+        how = "rolled back by itself"
+        if r is not None and r.by == "deadman" and r.from_hash == self.d.config_hash:
+            why.append(r.reason)
+            how = (
+                f"the dead-man switch re-applied it after {self.d.policy.confirm_window:g}s without "
+                "confirmation"
+            )
+        elif self.restored_source:
+            why.append(
+                "the new boot never answered SSH (Ignition failed in the initramfs, or SSH or the "
+                "network were broken); the previous config was restored at the config source"
+            )
+            how = "the initramfs' emergency reboot applied the restored config"
+        else:
+            why.append("the host runs the previous config: Ignition did not apply the new one")
+            how = "Ignition did not apply the new config"
+        rec = None
+        if self.restored_source:
+            rec = RollbackRecord(
+                r.by if r else "procedure",
+                self.d.config_hash,
+                v.facts.stamp or "",
+                r.boot_id if r else "",
+                r.at if r else v.facts.now,
+                "source restored: " + "; ".join(why),
+            )
+        await run_script(s, scripts.settle(rec.to_json() if rec else None))
+        if v.problems:
+            why += [f"(and the previous config's own check: {p})" for p in v.problems]
+        await release_lock(s, self.me, root=self.root)
+        raise messages.rolled_back(self.host, self.d.config_hash, v.facts.stamp or "", why, how)
+
+    async def rollback_in_place(self, s: SshSession, v: _Verified, plan: Plan) -> Outcome:
+        """Case A: the new boot answers but fails its checks. Re-apply the previous config (kept
+        on the host), wait for it, verify it, and fail saying the host is back on it and why."""
+        back = plan.rollback_config
+        assert back is not None
+        prev = stamp_of(back) or ""
+        why = list(v.problems)
+        self.phase = "rollback"
+        self.report(
+            "rollback", f"the new config was rejected ({why[0]}); rolling back to {short(prev)}", None
+        )
+        f = v.facts
+        staging = Staging(
+            prev,
+            f.boot_id,
+            f.now,
+            "file",
+            f.staging.kept if f.staging else (),
+            (),
+            self.d.config_hash,
+            True,
+            0.0,
+            preflight.keep_entries(self.d, deadman=False),
+        )
+        rec = RollbackRecord("procedure", self.d.config_hash, prev, f.boot_id, f.now, "; ".join(why)[:500])
+        with self.timer.phase("rollback", f"re-applying the previous config {short(prev)}"):
+            try:
+                kv = await run_script(
+                    s,
+                    scripts.rollback(
+                        record=rec.to_json(),
+                        staging_json=staging.to_json(),
+                        reset_argv=rollback_argv(self.d),
+                        reboot_unit=f"flatcar-infra-rollback-{self.me.token[:8]}",
+                    ),
+                )
+            except SshError as exc:
+                raise messages.rollback_failed(
+                    self.host, self.d.config_hash, prev, exc.message, f.stamp
+                ) from None
+            if kv.get("rollback") == b"already-started":
+                self.report("rollback", "the dead-man switch is already rolling back", None)
+            await s.close()
+            self.state = "the host was told to reboot into its previous config"
+            self.phase = "rollback"
+            back_s = await self._await(
+                f.boot_id,
+                time.monotonic(),
+                self.d.policy.reboot_timeout,
+                issued=True,
+                grace=min(REBOOT_GRACE, self.d.policy.reboot_timeout),
+                rollback=True,
+            )
+        if back_s is None:
+            raise messages.rollback_failed(
+                self.host,
+                self.d.config_hash,
+                prev,
+                f"no SSH answer within {self.d.policy.reboot_timeout:g}s",
+                f.stamp,
+            )
+        try:
+            with self.timer.phase("rollback-verify", f"verifying the previous config {short(prev)}"):
+                v2 = await self.verify(back_s, _Expect.previous(self.d, back), staging, f)
+            await release_lock(back_s, self.me, root=self.root)
+        finally:
+            await back_s.close()
+        if v2.facts.stamp != prev:
+            raise messages.rollback_failed(
+                self.host, self.d.config_hash, prev, f"the host runs {short(v2.facts.stamp)}", v2.facts.stamp
+            )
+        if v2.problems:
+            why += [f"(and after the rollback: {p})" for p in v2.problems]
+        raise messages.rolled_back(self.host, self.d.config_hash, prev, why, "re-applied in place")
+
+    async def verify(
+        self, s: SshSession, want: _Expect, staging: Staging | None, before: HostFacts | None
+    ) -> _Verified:
+        """Prove the host runs ``want``: stamp, Ignition ran on this boot, kept files intact,
+        machine-id kept, no enabled unit failed, health checks pass. One round trip."""
+        kept_record = dict(staging.kept) if staging else {}
+        hash_paths = [p for p, v in kept_record.items() if not v.startswith("link:") and not v.endswith(":-")]
+        script = scripts.verify(
+            self.root,
+            owner_json=self.me.to_json(),
+            kept_paths=sorted(kept_record),
+            hash_paths=hash_paths,
+            user=s.target.user,
+            health_checks=want.health_checks,
+            health_timeout=want.health_timeout,
+        )
+        kv = await run_script(s, script)
+        f = parse_facts(kv)
+        if f.lock_taken:
+            _ACTIVE_TOKENS.add(self.me.token)
+        problems: list[str] = []
+        warnings: list[str] = []
+        if f.stamp != want.config_hash:
+            problems.append(
+                f"the host runs config {short(f.stamp)}, not {short(want.config_hash)}: Ignition did "
+                "not apply it (see 'journalctl -b -t ignition')"
+            )
+        fresh = staging is not None and staging.boot_id != f.boot_id
+        if fresh and staging is not None:
+            if f.ignition_result_mtime is None or f.ignition_result_mtime < staging.staged_at:
+                problems.append(
+                    "/etc/.ignition-result.json is not newer than the staging: Ignition did not "
+                    "run on this boot"
+                )
+            listing = parse_listing(kv.get("kept_listing") or b"")
+            if self.root:
+                listing = [KeptEntry(e.path[len(self.root) :], e.kind, e.size, e.mtime) for e in listing]
+            sums = {k[len(self.root) :]: v for k, v in parse_kv_sums(kv.get("sums")).items()}
+            after = {e.path: kept_digest(e, sums.get(e.path)) for e in listing}
+            cmp = compare_kept(kept_record, after, {e.path: e.mtime for e in listing}, staging.staged_at)
+            problems += [f"kept path {p} is gone after the reset" for p in cmp.missing]
+            problems += [
+                f"kept file {p} changed although nothing wrote it since staging" for p in cmp.corrupted
+            ]
+            if cmp.rewritten:
+                warnings.append(
+                    f"{len(cmp.rewritten)} kept file(s) were written by the running system since "
+                    f"staging (e.g. {cmp.rewritten[0]})"
+                )
+            self.report("verify", f"{len(kept_record)} kept file(s) checked", None)
+        if (
+            before is not None
+            and want.keep_machine_id
+            and before.machine_id
+            and f.machine_id != before.machine_id
+        ):
+            problems.append(
+                f"the machine-id changed ({before.machine_id} → {f.machine_id}) although it was kept"
+            )
+        state = (kv.get("system_state") or b"unknown").decode(errors="replace").strip().splitlines()[-1:] or [
+            "unknown"
+        ]
+        failed = (kv.get("failed_units") or b"").decode(errors="replace").split()
+        problems += [
+            f"unit {u} (enabled by the config) has failed; see 'journalctl -b -u {u}'"
+            for u in want.enabled_units
+            if u in failed
+        ]
+        if state[0] != "running":
+            warnings.append(
+                f"systemctl is-system-running: {state[0]}"
+                + (f" (failed: {', '.join(failed)})" if failed else "")
+            )
+        for i, _cmd in enumerate(want.health_checks, 1):
+            rc = (kv.get(f"health_rc_{i - 1}") or b"?").decode()
+            err = (kv.get(f"health_err_{i - 1}") or b"").decode(errors="replace").strip()
+            if rc == "124":
+                problems.append(f"health check #{i} timed out after {want.health_timeout:g}s")
+            elif rc != "0":
+                problems.append(f"health check #{i} exited {rc}" + (f": {err}" if err else ""))
+            else:
+                self.report("verify", f"health check #{i} passed", None)
+        return _Verified(f, state[0], problems, warnings, f.lock_taken)
+
+    async def confirm(self, s: SshSession, *, fresh: bool, applied: bytes | None) -> None:
+        """Confirm the boot over a FRESH login (proving new SSH logins work), disarming the
+        dead-man switch; save the config as the host's rollback target; release the lock."""
+        self.phase = "confirm"
+        with self.timer.phase(
+            "confirm",
+            "confirming the boot over a fresh SSH login" if fresh else "recording the applied config",
+        ):
+            c = s
+            if fresh:
+                c = await (self._fresh or self.dial(60))
+                self._fresh = None
+            try:
+                kv = await run_script(
+                    c,
+                    scripts.confirm(
+                        self.root,
+                        lock_token=self.me.token,
+                        new_sha512=hashlib.sha512(self.d.config).hexdigest(),
+                        applied=applied,
+                    ),
+                )
+            finally:
+                if c is not s:
+                    await c.close()
+        _ACTIVE_TOKENS.discard(self.me.token)
+        if kv.get("confirm") == b"too-late":
+            raise SshError(
+                "the dead-man switch started its rollback before the confirmation "
+                f"(policy.confirm_window {self.d.policy.confirm_window:g}s is too short for this host)"
+            )
+
+    def outcome(self, v: _Verified, plan: Plan, findings: preflight.Findings, *, rebooted: bool) -> Outcome:
+        return Outcome(
+            v.facts.stamp,
+            v.facts.boot_id,
+            self.target.host_key,
+            v.facts.machine_id,
+            v.state,
+            rebooted,
+            tuple(self.timer.phases),
+            (*plan.warnings, *findings.warnings, *v.warnings),
+            (*plan.notes, *findings.notes),
+            tuple(self.not_hashed),
+        )
 
 
-def _json(data: bytes) -> dict[str, Any]:
-    import json
-    doc: dict[str, Any] = json.loads(data)
-    return doc
+def _with_lock(f: HostFacts) -> HostFacts:
+    from dataclasses import replace
+
+    return replace(f, lock_taken=True)
+
+
+def parse_kv_sums(data: bytes | None) -> dict[str, str]:
+    """``sha256sum -z`` output → path → hex digest."""
+    out: dict[str, str] = {}
+    for rec in (data or b"").split(b"\0"):
+        digest, _, name = rec.decode("utf-8", errors="surrogateescape").partition("  ")
+        if name:
+            out[name] = digest
+    return out
+
+
+async def ensure(
+    target: SshTarget,
+    d: Desired,
+    *,
+    report: Report = _noop,
+    first_boot_wait: float = 0,
+    root: str = "",
+    previous: bytes | None = None,
+    fallback_keys: Sequence[str] = (),
+    platform_keys: Sequence[str] = (),
+    source: ConfigSource | None = None,
+) -> Outcome:
+    """Bring the host to ``d``: verify only when it already runs it, else the full procedure with
+    rollback. ``previous``: the caller's copy of the config the host runs (used when the host has
+    none saved); ``fallback_keys``: older private keys to log in with while the new one is not
+    authorized yet (key rotation); ``platform_keys``: public keys the cloud installs on every
+    boot; ``source``: where the operator reads and restores the hosted config (pointer/URL).
+    Raises ``messages.ReprovisionError`` (with ``applied_hash`` and ``rolled_back``) on failure.
+    """
+    run = _Run(
+        target,
+        d,
+        report,
+        root=root,
+        previous=previous,
+        fallback_keys=fallback_keys,
+        platform_keys=platform_keys,
+        source=source,
+    )
+    try:
+        return await asyncio.wait_for(run.go(first_boot_wait), timeout=d.policy.deadline + 30)
+    except TimeoutError:
+        raise messages.deadline(target.host, d.policy.deadline, run.phase, run.state, run.applied) from None
 
 
 # --- read-only entry points (refresh, dry run, connection-only update) ------------------------------
 
+
 async def read_applied(target: SshTarget, *, wait: float = 0, root: str = "") -> dict[str, Any]:
     """The host's applied hash and boot (``pulumi refresh``)."""
-    s = await (wait_for_ssh(target, timeout=wait) if wait else connect(target))
+    s = await dial(target, timeout=wait or FIRST_DIAL)
     async with s:
-        f = await gather_facts(s, root=root)
+        f = parse_facts(await run_script(s, scripts.facts(root)))
     return {"applied_hash": f.stamp, "boot_id": f.boot_id, "machine_id": f.machine_id}
 
 
 async def connect_only(target: SshTarget, d: Desired, report: Report = _noop, *, root: str = "") -> Outcome:
     """A connection or policy change: reconnect (proving the new key/credentials) and verify."""
-    timer = _Timer(report)
-    async with await connect(target) as s:
-        with timer.phase("verify", f"reconnected to {target.host}; verifying"):
-            f, state, problems, warns = await verify(s, d, None, None, report, root=root)
-    if problems:
-        raise messages.verify_failed(target.host, problems)
-    return Outcome(f.stamp, f.boot_id, target.host_key, f.machine_id, state, False, tuple(timer.phases),
-                   tuple(warns))
+    run = _Run(target, d, report, root=root, previous=None, fallback_keys=(), platform_keys=(), source=None)
+    async with await dial(target, timeout=FIRST_DIAL) as s:
+        with run.timer.phase("verify", f"reconnected to {target.host}; verifying"):
+            v = await run.verify(s, _Expect.new(d), None, None)
+        await release_lock(s, run.me, root=root)
+    if v.problems:
+        raise messages.verify_failed(target.host, v.problems, v.facts.stamp)
+    return Outcome(
+        v.facts.stamp,
+        v.facts.boot_id,
+        target.host_key,
+        v.facts.machine_id,
+        v.state,
+        False,
+        tuple(run.timer.phases),
+        tuple(v.warnings),
+    )
 
 
 @dataclass(frozen=True)
@@ -564,35 +1035,220 @@ class DryRun:
     current_manifest_known: bool
     preview_delete: tuple[str, ...]
     preview_keep: tuple[str, ...]
+    commands: tuple[tuple[str, str], ...] = ()  # (what, exact command as it would run as root)
+    warnings: tuple[str, ...] = ()
 
 
-async def dry_run(target: SshTarget, d: Desired, *, root: str = "") -> DryRun:
-    """Preflight and previews only; changes nothing (not even the lock)."""
-    async with await connect(target) as s:
-        f = await gather_facts(s, root=root)
-        plan = decide(f, d, _me(), stale_ours=stale_ours(f.lock_owner))
+@dataclass(frozen=True)
+class Inspection:
+    """A read-only preflight: every check a real run makes, no lock taken."""
+
+    facts: HostFacts
+    plan: Plan
+    findings: preflight.Findings
+    request: preflight.Request
+    rollback_target: bytes | None
+    warnings: tuple[str, ...]
+
+
+async def _inspect(
+    s: SshSession,
+    d: Desired,
+    me: LockOwner,
+    *,
+    root: str,
+    previous: bytes | None,
+    platform_keys: Sequence[str],
+    source: ConfigSource | None,
+) -> Inspection:
+    login_key = s.target.public_key()
+    req = preflight.script_for(
+        d,
+        root=root,
+        owner_json=me.to_json(),
+        take_lock=False,
+        stale=None,
+        user=s.target.user,
+        login_key=login_key,
+    )
+    findings = preflight.interpret(req, await run_script(s, req.script), d, root=root, user=s.target.user)
+    f = findings.facts
+    back = rollback_config(f, previous)
+    refusals = preflight.local_refusals(
+        d, findings, user=s.target.user, login_key=login_key, platform_keys=platform_keys, previous=back
+    )
+    op_refusals, op_warnings, _ = await preflight.operator_side(d, source)
+    plan = decide(
+        f,
+        d,
+        me,
+        stale_ours=stale_ours(f.lock_owner),
+        previous=previous,
+        checks=[*refusals, *findings.refusals, *op_refusals],
+    )
+    return Inspection(f, plan, findings, req, back, (*findings.warnings, *op_warnings))
+
+
+async def inspect(
+    target: SshTarget,
+    d: Desired,
+    *,
+    root: str = "",
+    previous: bytes | None = None,
+    platform_keys: Sequence[str] = (),
+    source: ConfigSource | None = None,
+) -> Inspection:
+    """What a run would do on this host and why not, changing nothing (not even the lock): for
+    rollout preflights and dry runs."""
+    async with await dial(target, timeout=FIRST_DIAL) as s:
+        return await _inspect(
+            s, d, _me(), root=root, previous=previous, platform_keys=platform_keys, source=source
+        )
+
+
+async def dry_run(
+    target: SshTarget,
+    d: Desired,
+    *,
+    root: str = "",
+    previous: bytes | None = None,
+    platform_keys: Sequence[str] = (),
+    source: ConfigSource | None = None,
+) -> DryRun:
+    """Preflight (every check) and previews; changes nothing, not even the lock. Returns the exact
+    commands a real run would send (payloads shown by size)."""
+    me = _me()
+    async with await dial(target, timeout=FIRST_DIAL) as s:
+        ins = await _inspect(
+            s, d, me, root=root, previous=previous, platform_keys=platform_keys, source=source
+        )
+        f, plan, back = ins.facts, ins.plan, ins.rollback_target
         current: dict[str, str] | None = None
         if f.staging and f.staging.desired_hash == f.stamp and f.staging.manifest:
             current = dict(f.staging.manifest)
-        else:
-            raw = await s.read_file("/oem/config.ign", sudo=s.target.user != "root", missing_ok=True)
-            if raw:
-                try:
-                    current = build_manifest(_json(raw))
-                except (ValueError, KeyError, TypeError):
-                    current = None
-        new = build_manifest(_json(d.config))
-        changes = manifest_changes(current or {}, new)
-        pdel: tuple[str, ...] = ()
-        pkeep: tuple[str, ...] = ()
-        if f.reset_tool:
-            for kind in ("delete", "keep"):
-                res = await s.run(as_root(s, reset_argv(d, preview=kind)), timeout=300)
+        elif back is not None:
+            current = build_manifest(json.loads(back))
+        changes = manifest_changes(current or {}, build_manifest(d.document))
+        previews: dict[str, tuple[str, ...]] = {"delete": (), "keep": ()}
+        if f.reset_tool and plan.reboots and not root:
+            for kind in previews:
+                res = await s.run(
+                    as_root(s, reset_argv(d, preview=kind, deadman=back is not None)), timeout=300
+                )
                 err = res.stderr.decode(errors="replace").strip()
-                lines = tuple(res.text.splitlines()) if res.ok else (
-                    f"(flatcar-reset --preview-{kind} failed: {err})",)
-                if kind == "delete":
-                    pdel = lines
-                else:
-                    pkeep = lines
-    return DryRun(f, plan, tuple(changes), current is not None, pdel, pkeep)
+                previews[kind] = (
+                    tuple(res.text.splitlines())
+                    if res.ok
+                    else (f"(flatcar-reset --preview-{kind} failed: {err})",)
+                )
+    commands = planned_commands(d, ins.findings, plan, me, user=target.user) if not plan.refused else ()
+    return DryRun(
+        f,
+        plan,
+        tuple(changes),
+        current is not None,
+        previews["delete"],
+        previews["keep"],
+        commands,
+        ins.warnings,
+    )
+
+
+def _sudo_sh(user: str) -> str:
+    return "sh -s" if user == "root" else "sudo -n sh -s"
+
+
+def new_staging(d: Desired, f: HostFacts, plan: Plan) -> Staging:
+    """The staging record (its kept files are added once the stage script hashed them)."""
+    deadman = plan.rollback_config is not None
+    return Staging(
+        d.config_hash,
+        f.boot_id,
+        f.now,
+        d.delivery,
+        (),
+        tuple(sorted(build_manifest(d.document).items())),
+        f.stamp,
+        False,
+        d.policy.confirm_window if deadman else 0.0,
+        preflight.keep_entries(d, deadman=deadman),
+    )
+
+
+def stage_script(
+    d: Desired,
+    findings: preflight.Findings,
+    plan: Plan,
+    me: LockOwner,
+    hashed: list[str],
+    *,
+    staging_json: bytes,
+) -> scripts.Script:
+    """The one script that stages the reset and schedules the reboot (see ``scripts.stage``)."""
+    f = findings.facts
+    back = plan.rollback_config
+    deadman = None
+    if back is not None:
+        deadman = scripts.deadman_files(
+            new_hash=d.config_hash,
+            previous_hash=f.stamp or "",
+            staged_boot=f.boot_id,
+            window=d.policy.confirm_window,
+            rollback_reset=rollback_argv(d),
+        )
+    return scripts.stage(
+        staging_json=staging_json,
+        kept_list=b"".join(e.record() for e in findings.kept),
+        hash_paths=hashed,
+        config=d.config,
+        config_sha512=hashlib.sha512(d.config).hexdigest(),
+        delivery=d.delivery,
+        reset_argv=reset_argv(d, deadman=back is not None),
+        cancel_first="cleanup" in plan.phases,
+        remove_oem=plan.remove_oem,
+        seed_applied=back if (back is not None and f.applied_config != back) else None,
+        deadman=deadman,
+        reboot_unit=f"flatcar-infra-reboot-{me.token[:8]}",
+    )
+
+
+def planned_commands(
+    d: Desired, findings: preflight.Findings, plan: Plan, me: LockOwner, *, user: str
+) -> tuple[tuple[str, str], ...]:
+    """The exact commands of a real run, in order (each script as sent on standard input)."""
+    deadman = plan.rollback_config is not None
+    hashed: list[str] = []
+    out: list[tuple[str, str]] = [
+        (
+            "preflight (takes the lock)",
+            f"{_sudo_sh(user)} <<'SCRIPT'\n"
+            + preflight.script_for(
+                d, root="", owner_json=me.to_json(), take_lock=True, stale=None, user=user, login_key=None
+            ).script.display()
+            + "SCRIPT",
+        )
+    ]
+    if plan.reboots:
+        hashed, _ = hash_selection(findings.kept, d.policy.hash_budget_bytes)
+        staging = new_staging(d, findings.facts, plan)
+        stage = stage_script(d, findings, plan, me, hashed, staging_json=staging.to_json())
+        out.append(("stage + reboot", f"{_sudo_sh(user)} <<'SCRIPT'\n{stage.display()}SCRIPT"))
+        out.append(("wait for the new boot", "cat /proc/sys/kernel/random/boot_id   # until it changes"))
+    ver = scripts.verify(
+        "",
+        owner_json=me.to_json(),
+        kept_paths=[e.path for e in findings.kept] if plan.reboots else [],
+        hash_paths=hashed if plan.reboots else [],
+        user=user,
+        health_checks=d.policy.health_checks,
+        health_timeout=d.policy.health_timeout,
+    )
+    out.append(("verify", f"{_sudo_sh(user)} <<'SCRIPT'\n{ver.display()}SCRIPT"))
+    conf = scripts.confirm(
+        "",
+        lock_token=me.token,
+        new_sha512=hashlib.sha512(d.config).hexdigest(),
+        applied=None if deadman else d.config,
+    )
+    out.append(("confirm (a fresh SSH login)", f"{_sudo_sh(user)} <<'SCRIPT'\n{conf.display()}SCRIPT"))
+    return tuple(out)

@@ -3,21 +3,22 @@ its work, and a read-only preflight with the procedure's own facts and decisions
 
 from __future__ import annotations
 
-from flatcar_infra.reprovision.facts import gather_facts
-from flatcar_infra.reprovision.plan import Desired, decide
-from flatcar_infra.reprovision.procedure import _me, ensure, stale_ours
+from typing import Any
+
+from flatcar_infra.reprovision.desired import Desired
+from flatcar_infra.reprovision.procedure import ensure, inspect
 from flatcar_infra.rollout.results import Done
 from flatcar_infra.rollout.runner import Preflight, Report, RolloutHost
-from flatcar_infra.ssh import SshTarget, connect
+from flatcar_infra.ssh import SshTarget
 
 
-async def preflight(target: SshTarget, desired: Desired, *, root: str = "") -> Preflight:
-    """What the procedure would do on this host, without changing anything (not even the lock)."""
-    async with await connect(target) as s:
-        facts = await gather_facts(s, root=root)
-    plan = decide(facts, desired, _me(), stale_ours=stale_ours(facts.lock_owner))
-    refusal = "; ".join(r.reason for r in plan.refusals) or None
-    return Preflight(facts.stamp, plan.reboots, refusal)
+async def preflight(target: SshTarget, desired: Desired, *, root: str = "", **context: Any) -> Preflight:
+    """What the procedure would do on this host, without changing anything (not even the lock).
+    ``context``: what the run itself will be given (``previous``, ``platform_keys``, ``source``),
+    so the preflight refuses exactly what the run would."""
+    found = await inspect(target, desired, root=root, **context)
+    refusal = "; ".join(r.reason for r in found.plan.refusals) or None
+    return Preflight(found.facts.stamp, found.plan.reboots, refusal)
 
 
 def ssh_host(name: str, target: SshTarget, desired: Desired, *, root: str = "") -> RolloutHost:

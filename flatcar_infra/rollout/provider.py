@@ -46,9 +46,10 @@ from flatcar_infra.provider import (
     converge,
     desired_of,
     is_unknown,
+    procedure_context,
     target_of,
 )
-from flatcar_infra.reprovision.plan import INPUT_KEYS, diff_props
+from flatcar_infra.reprovision.propdiff import INPUT_KEYS, diff_props
 from flatcar_infra.rollout.policy import RolloutPolicy, RolloutPolicyError
 from flatcar_infra.rollout.results import Done, iso
 from flatcar_infra.rollout.runner import Preflight, Report, RolloutHost
@@ -192,8 +193,11 @@ def _host(props: Mapping[str, Any], olds: Mapping[str, Any] | None, wkey: str, n
     if reboots and pinned and desired.policy.uses_ssh:
         target = target_of(news_m, pinned)
 
+        new_machine = op == "create" or (d is not None and d.action == "new-machine")
+        context = procedure_context(news_m, olds_m, new_machine)
+
         async def check_fn() -> Preflight:
-            return await preflight(target, desired)
+            return await preflight(target, desired, **context)
         check = check_fn
     return RolloutHost(name, desired.config_hash, work, check, known_hash=known, takes_slot=reboots)
 
@@ -302,7 +306,7 @@ def verdict_of(result: str | None, hosts: Mapping[str, Any], halt_reason: str | 
     """``None`` when every machine runs its desired config, else the message ``pulumi up`` fails with."""
     if result == "succeeded":
         return None
-    from flatcar_infra.reprovision.plan import short
+    from flatcar_infra.reprovision.decide import short
 
     lines = [f"the rollout {result or 'did not run'}" + (f": {halt_reason}" if halt_reason else "")]
     for name, h in sorted(hosts.items(), key=lambda kv: (str((kv[1] or {}).get("wave")), kv[0])):

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from flatcar_infra.reprovision.plan import short
+from flatcar_infra.reprovision.decide import short
 from flatcar_infra.rollout.gates import run_gates
 from flatcar_infra.rollout.policy import RolloutPolicy
 from flatcar_infra.rollout.results import Done, HostResult, RolloutReport, classify

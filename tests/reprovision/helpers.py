@@ -7,7 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from flatcar_infra.compiler.api import CompiledConfig, compile_config
-from flatcar_infra.reprovision.plan import Desired, HostFacts, LockOwner, Staging
+from flatcar_infra.reprovision.desired import Desired
+from flatcar_infra.reprovision.hoststate import HostFacts, LockOwner, Staging
 from flatcar_infra.reprovision.policy import Policy
 
 
@@ -40,14 +41,17 @@ def desired(files: dict[str, str] | None = None, *, policy: Policy | None = None
 
 ME = LockOwner("operator", 4242, "alice", "tok-me", 1000.0)
 OTHER = LockOwner("laptop", 99, "bob", "tok-other", 900.0)
+OLD = compiled({"/etc/app.conf": "v0\n"})
+"""The config the hosts of ``facts()`` run (and keep as their rollback target)."""
 
 
 def facts(**kw: Any) -> HostFacts:
     base = HostFacts(boot_id="boot-1", os_id="flatcar", version="3602.2.0",
                      reset_tool="/usr/sbin/flatcar-reset",
-                     stamp=None, oem_config_hash=None, grub_config_url=None, cmdline_config_url=None,
+                     stamp=OLD.hash, oem_config_hash=None, grub_config_url=None, cmdline_config_url=None,
                      lock_text=None, lock_age=None, now=2000.0, reset_staged=False, first_boot=False,
-                     staging=None, ignition_result_mtime=1500.0, machine_id="a" * 32)
+                     staging=None, ignition_result_mtime=1500.0, machine_id="a" * 32,
+                     applied_config=OLD.canonical)
     return replace(base, **kw)
 
 

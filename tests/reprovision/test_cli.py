@@ -45,8 +45,16 @@ def test_usage_errors_exit_2(sshd: Sshd, config: Path, capsys: pytest.CaptureFix
     assert run([*base(sshd, config), "--host-key", sshd.host_key, "--keep-path", "relative/x"]) == 2
     assert run([*base(sshd, config), "--host-key", sshd.host_key, "--var", "novalue"]) == 2
     assert run([*base(sshd, config), "--host-key", sshd.host_key, "--identity", "/nonexistent"]) == 2
+    assert run([*base(sshd, config), "--host-key", sshd.host_key, "--delivery", "pointer"]) == 2
+    assert run([*base(sshd, config), "--host-key", sshd.host_key, "--keep-path", "/var/lib/app\\d+"]) == 2
+    assert run([*base(sshd, config), "--host-key", sshd.host_key, "--confirm-window", "0"]) == 2
+    assert run([*base(sshd, config), "--host-key", sshd.host_key, "--previous-config", "/nonexistent"]) == 2
+    assert run([*base(sshd, config), "--host-key", sshd.host_key, "--config-source", "http://x"]) == 2
     err = capsys.readouterr().err
     assert "--delivery url needs --config-url" in err and "--keep-path" in err
+    assert "--delivery pointer needs --config-url" in err and "'\\d' is Python-only" in err
+    assert "--confirm-window: expected a positive number" in err and "--previous-config /nonexistent" in err
+    assert "expected s3://BUCKET/KEY" in err
     assert "Traceback" not in err
 
 

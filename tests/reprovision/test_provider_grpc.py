@@ -13,8 +13,8 @@ import pytest
 from pulumi.runtime.proto import provider_pb2
 
 from flatcar_infra.provider import Reprovision, ReprovisionProvider
-from flatcar_infra.reprovision.plan import INPUT_KEYS
 from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.reprovision.propdiff import INPUT_KEYS
 from flatcar_infra.ssh import normalize_host_key
 from tests.reprovision.engine import UNKNOWN, ProviderEngine, plaintext_strings, secret_keys
 from tests.reprovision.helpers import compiled
@@ -76,7 +76,7 @@ def test_create_refresh_update_diff_preview_delete(engine: ProviderEngine, sshd:
     assert outs["host_key"] == normalize_host_key(sshd.host_key)
     assert outs.get("applied_hash") is None and outs["boot_id"]  # nothing applied (strategy ignore)
     # every input (null ones are absent on the wire): they are the olds of the next diff
-    assert {k for k in INPUT_KEYS if first[k] is not None} <= set(outs)
+    assert {k for k in INPUT_KEYS if first.get(k) is not None} <= set(outs)
     raw = engine.last_raw
     assert raw is not None and {"private_key", "config"} <= secret_keys(raw)
     assert all(key_text.strip() not in s and "PRIVATE KEY" not in s for s in plaintext_strings(raw))
@@ -128,7 +128,7 @@ def test_diff_is_offline_and_fast(engine: ProviderEngine, sshd: Sshd) -> None:
     assert d.changes == provider_pb2.DiffResponse.DIFF_SOME and list(d.replaces) == []
     # connection-only: still an update (reconnect), no replace
     d2 = engine.diff(urn, "id", engine.with_provider(olds),
-                     engine.with_provider({**{k: olds[k] for k in INPUT_KEYS}, "port": olds["port"] + 1}))
+                     engine.with_provider({**{k: olds.get(k) for k in INPUT_KEYS}, "port": olds["port"] + 1}))
     assert d2.changes == provider_pb2.DiffResponse.DIFF_SOME and list(d2.replaces) == []
     # replace strategy: the machine is replaced, so is this resource
     rep = Policy(strategy="replace").to_dict()
@@ -145,3 +145,28 @@ def test_in_place_on_a_non_flatcar_host_is_refused_with_host_state(engine: Provi
     msg = exc.value.details() or ""  # type: ignore[attr-defined]
     assert "not Flatcar" in msg and "host state: the host was not changed" in msg
     assert key_text.strip() not in msg and "PRIVATE KEY" not in msg
+
+
+def test_key_rotation_logs_in_with_the_old_key_until_the_new_one_is_authorized(
+        engine: ProviderEngine, sshd: Sshd, tmp_path: Path) -> None:
+    """``private_key`` is the key from now on; while the host accepts only the old one, preflight
+    logs in with the old state's key (here it then refuses a non-Flatcar host: the refusal proves
+    the login worked), and the lock-out check is about the NEW key."""
+    from tests.support.sshd import keygen
+
+    keygen(tmp_path / "new")
+    new_key = (tmp_path / "new").read_text()
+    old = inputs(sshd, policy=Policy().to_dict())
+    olds = {**old, "host_key": normalize_host_key(sshd.host_key), "applied_hash": "sha512-" + "0" * 128}
+    news = {**inputs(sshd, {"/etc/app.conf": "v2\n"}, policy=Policy().to_dict()), "private_key": new_key,
+            "host_key": normalize_host_key(sshd.host_key)}
+    with pytest.raises(grpc.RpcError) as exc:
+        engine.update(engine.urn("rot"), "id", engine.with_provider(olds), engine.with_provider(news))
+    msg = exc.value.details() or ""  # type: ignore[attr-defined]
+    assert "not Flatcar" in msg and "refused our key" not in msg
+    # without the old key to fall back on, the new one is refused: final, at once
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as exc:
+        engine.update(engine.urn("rot"), "id", engine.with_provider({**olds, "private_key": new_key}),
+                      engine.with_provider(news))
+    assert "refused our key" in (exc.value.details() or "") and time.monotonic() - t0 < 30  # type: ignore[attr-defined]
