@@ -6,8 +6,11 @@ a reboot that takes a fixed time), driven by the same runner and procedure as
 
 - max_unavailable 4 on 12 hosts: total / single, ideal 3.0, target <= 3.3
 - max_unavailable 12 on 12 hosts: total / single, ideal 1.0, target <= 1.2
+- the same change through ``pulumi up`` (the test engine and the REAL provider server): a
+  ``Fleet`` (one ``Rollout`` resource, max_unavailable 12), and for contrast one
+  ``ExistingMachine`` per host (12 ``Reprovision`` resources: the provider's 4 worker threads)
 
-    sudo python bench/fleet.py [--reboot-seconds 15] [--hosts 12]
+    sudo python bench/fleet.py [--reboot-seconds 15] [--hosts 12] [--no-pulumi]
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, and tests/ (the engine)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from standin_hosts import StandinFleet, StandinHost
@@ -35,42 +39,30 @@ from flatcar_infra.rollout.results import RolloutReport
 from flatcar_infra.rollout.runner import run_rollout
 from flatcar_infra.ssh import SshTarget
 
+KEEP = ("/var/lib/app",)
+
+
+def doc(version: str) -> dict[str, Any]:
+    files = [{"path": f"/etc/app/{i}.conf", "mode": 420, "overwrite": True,
+              "contents": {"source": f"data:,{version}-{i}"}} for i in range(10)]
+    return {"ignition": {"version": "3.3.0"}, "storage": {"files": files}}
+
 
 def config(version: str) -> CompiledConfig:
-    doc = {
-        "ignition": {"version": "3.3.0"},
-        "storage": {
-            "files": [
-                {
-                    "path": f"/etc/app/{i}.conf",
-                    "mode": 420,
-                    "overwrite": True,
-                    "contents": {"source": f"data:,{version}-{i}"},
-                }
-                for i in range(10)
-            ]
-        },
-    }
-    return compile_config(json.dumps(doc), filename=f"{version}.ign", stamp_config=True)
+    return compile_config(json.dumps(doc(version)), filename=f"{version}.ign", stamp_config=True)
 
 
 def quiet(_phase: str, _message: str, _elapsed: float | None = None) -> None:
     pass
 
 
-def rollout(
-    hosts: list[StandinHost], identity: Path, version: str, max_unavailable: int
-) -> tuple[float, RolloutReport]:
+def rollout(hosts: list[StandinHost], identity: Path, version: str, max_unavailable: int
+            ) -> tuple[float, RolloutReport]:
+    """The CLI's path: the runner with one SSH rollout host per stand-in."""
     c = config(version)
-    desired = Desired.from_config(c.canonical, c.hash, Policy(keep_paths=("/var/lib/app",)))
-    rhosts = [
-        ssh_host(
-            h.name,
-            SshTarget(h.address, 22, "root", identity_file=str(identity), host_key=h.host_key),
-            desired,
-        )
-        for h in hosts
-    ]
+    desired = Desired.from_config(c.canonical, c.hash, Policy(keep_paths=KEEP))
+    rhosts = [ssh_host(h.name, SshTarget(h.address, 22, "root", identity_file=str(identity),
+                                         host_key=h.host_key), desired) for h in hosts]
     t0 = time.monotonic()
     rep = asyncio.run(run_rollout(rhosts, RolloutPolicy(max_unavailable=max_unavailable), report=quiet))
     took = time.monotonic() - t0
@@ -78,6 +70,42 @@ def rollout(
     if bad or rep.result != "succeeded":
         raise SystemExit(f"rollout to {version} did not succeed ({rep.result}):\n" + "\n".join(bad))
     return took, rep
+
+
+def pulumi_up(hosts: list[StandinHost], identity: Path, version: str, *, fleet: bool, stack: Any) -> float:
+    """``pulumi up`` of a config: a ``Fleet`` (max_unavailable = every host) or one
+    ``ExistingMachine`` (with its own ``Reprovision`` resource) per host."""
+    from flatcar_infra.components import (
+        ExistingMachine,
+        ExistingMachineArgs,
+        Fleet,
+        FleetArgs,
+        SshAccess,
+        flatcar_config,
+    )
+    from tests.reprovision.engine import deploy
+
+    key = identity.read_text()
+    text = json.dumps(doc(version))
+
+    def program() -> None:
+        machines = {h.name: ExistingMachineArgs(config=flatcar_config(text=text, filename=f"{version}.ign"),
+                                                ssh=SshAccess(private_key=key, user="root"), host=h.address,
+                                                port=22, host_key=h.host_key, policy=Policy(keep_paths=KEEP))
+                    for h in hosts}
+        if fleet:
+            Fleet("fleet", FleetArgs(machines=machines, rollout=RolloutPolicy(max_unavailable=len(hosts))))
+        else:
+            for name, args in machines.items():
+                ExistingMachine(name, args)
+
+    t0 = time.monotonic()
+    dep = deploy(program, stack)
+    took = time.monotonic() - t0
+    if not dep.ok:
+        raise SystemExit(f"pulumi up to {version} failed: {dep.error} "
+                         f"{[(s.name, s.op, (s.error or '')[-300:]) for s in dep.failed]}")
+    return took
 
 
 def phases(rep: RolloutReport) -> str:
@@ -89,6 +117,10 @@ def phases(rep: RolloutReport) -> str:
     return ", ".join(f"{k} {sum(v) / len(v):.1f}s" for k, v in sums.items())
 
 
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hosts", type=int, default=12)
@@ -96,49 +128,49 @@ def main() -> int:
     # (the procedure's reconnect polling, up to 3 s apart, and CPU for many SSH sessions) stay
     # visible: they are printed in seconds too.
     ap.add_argument("--reboot-seconds", type=float, default=15.0)
+    ap.add_argument("--no-pulumi", action="store_true", help="skip the pulumi up measurements")
     args = ap.parse_args()
+    n = args.hosts
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         key = Path(tmp) / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
-        with StandinFleet(
-            args.hosts,
-            Path(tmp),
-            reboot_seconds=args.reboot_seconds,
-            config=config("v1").canonical,
-            client_public_key=Path(f"{key}.pub").read_text().strip(),
-        ) as fleet:
+        with StandinFleet(n, Path(tmp), reboot_seconds=args.reboot_seconds, config=config("v1").canonical,
+                          client_public_key=Path(f"{key}.pub").read_text().strip()) as fleet:
             hosts = fleet.hosts
             single1, rep1 = rollout(hosts[:1], key, "single-a", 1)
-            print(
-                f"single host: {single1:.1f}s (reboot {args.reboot_seconds:g}s) [{phases(rep1)}]",
-                file=sys.stderr,
-            )
+            log(f"single host: {single1:.1f}s (reboot {args.reboot_seconds:g}s) [{phases(rep1)}]")
             four, rep4 = rollout(hosts, key, "four", 4)
-            print(
-                f"{len(hosts)} hosts, max_unavailable 4: {four:.1f}s (peak {rep4.peak_unavailable} away) "
-                f"[{phases(rep4)}]",
-                file=sys.stderr,
-            )
-            twelve, rep12 = rollout(hosts, key, "twelve", len(hosts))
-            print(
-                f"{len(hosts)} hosts, max_unavailable {len(hosts)}: {twelve:.1f}s "
-                f"(peak {rep12.peak_unavailable} away) [{phases(rep12)}]",
-                file=sys.stderr,
-            )
+            log(f"{n} hosts, max_unavailable 4: {four:.1f}s (peak {rep4.peak_unavailable} away) "
+                f"[{phases(rep4)}]")
+            twelve, rep12 = rollout(hosts, key, "twelve", n)
+            log(f"{n} hosts, max_unavailable {n}: {twelve:.1f}s (peak {rep12.peak_unavailable} away) "
+                f"[{phases(rep12)}]")
+            fleet_up = machines_up = 0.0
+            if not args.no_pulumi:
+                from tests.reprovision.engine import Stack
+
+                stacks = {"fleet": Stack(), "machines": Stack()}
+                pulumi_up(hosts, key, "pulumi-a", fleet=True, stack=stacks["fleet"])  # the first up
+                fleet_up = pulumi_up(hosts, key, "pulumi-b", fleet=True, stack=stacks["fleet"])
+                log(f"pulumi up, Fleet (one Rollout), max_unavailable {n}: {fleet_up:.1f}s")
+                pulumi_up(hosts, key, "pulumi-c", fleet=False, stack=stacks["machines"])  # the first up
+                machines_up = pulumi_up(hosts, key, "pulumi-d", fleet=False, stack=stacks["machines"])
+                log(f"pulumi up, {n} Reprovision resources: {machines_up:.1f}s")
             single2, rep2 = rollout(hosts[:1], key, "single-b", 1)
-            print(f"single host again: {single2:.1f}s [{phases(rep2)}]", file=sys.stderr)
-            assert all(h.applied_hash() == config("twelve").hash for h in hosts[1:])
+            log(f"single host again: {single2:.1f}s [{phases(rep2)}]")
+            assert all(h.applied_hash() is not None for h in hosts)
     single = (single1 + single2) / 2
-    waves4 = -(-len(hosts) // 4)
-    print(
-        f"max_unavailable 4:  total/single = {four / single:.2f}  "
-        f"(ideal {waves4:.1f}, target <= {waves4 * 1.1:.1f})"
-    )
-    print(f"max_unavailable {len(hosts)}: total/single = {twelve / single:.2f}  (ideal 1.0, target <= 1.2)")
-    print(
-        f"overhead over ideal: {four - waves4 * single:+.1f}s (max_unavailable 4), "
-        f"{twelve - single:+.1f}s (max_unavailable {len(hosts)}); single host {single:.1f}s"
-    )
+    waves4 = -(-n // 4)
+    print(f"max_unavailable 4:  total/single = {four / single:.2f}  (ideal {waves4:.1f}, "
+          f"target <= {waves4 * 1.1:.1f})")
+    print(f"max_unavailable {n}: total/single = {twelve / single:.2f}  (ideal 1.0, target <= 1.2)")
+    if not args.no_pulumi:
+        print(f"pulumi up, Fleet, max_unavailable {n}: total/single = {fleet_up / single:.2f}  "
+              "(one Rollout resource, its own concurrency)")
+        print(f"pulumi up, {n} Reprovision resources: total/single = {machines_up / single:.2f}  "
+              "(for contrast: the provider process's 4 worker threads)")
+    print(f"overhead over ideal: {four - waves4 * single:+.1f}s (max_unavailable 4), "
+          f"{twelve - single:+.1f}s (max_unavailable {n}); single host {single:.1f}s")
     return 0
 
 

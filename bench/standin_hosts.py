@@ -7,15 +7,15 @@ by the tests (those run on the test-bed VMs); each one is:
 - a network namespace of its own (``ip netns``) reached over a veth pair at 10.X.N.2 (a /16
   without a route yet), with a real OpenSSH server as the host's PID 1 (``unshare --pid``), in
   a chroot whose ROOT is a directory of its own, ``/usr`` an overlay of this machine's ``/usr``
-  (plus the stand-in's ``os-release``, the test bed's ``flatcar-reset`` and ``reset-paths``, and
+  (plus the stand-in's ``os-release``, the test bed's ``flatcar-reset``, and
   a ``systemctl`` / ``systemd-run`` that know ``reboot``), ``/etc`` an overlay whose upper dir is
   ROOT's ``/etc`` (as on Flatcar), ``/oem`` and ``/boot`` separate directories, ``/run`` a fresh
   tmpfs per boot, and its own ``/proc/sys/kernel/random/boot_id``;
 - "reboot" (``systemctl reboot``) ends PID 1, so every session dies at once; the supervisor waits
-  ``reboot_seconds``, plays the initramfs (``reset-paths delete`` with the staged regex, exactly
-  as the test bed does, then the machine-id from ``/oem/grub.cfg``), plays Ignition's files stage
-  (``data:`` files of ``/oem/config.ign`` when ``flatcar/first_boot`` is set, then
-  ``/etc/.ignition-result.json``), writes a new boot id and starts the host again.
+  ``reboot_seconds``, plays the initramfs (deletes what the staged regex does not keep, as the
+  test bed's initrd-setup-root does, then the machine-id from ``/oem/grub.cfg``), plays
+  Ignition's files stage (``data:`` files of ``/oem/config.ign`` when ``flatcar/first_boot`` is
+  set, then ``/etc/.ignition-result.json``), writes a new boot id and starts the host again.
 
 Needs root (namespaces, mounts). Everything is torn down on exit: the namespaces (and their veth
 pairs), the host processes (by their pid), the directories.
@@ -188,27 +188,24 @@ class StandinFleet:
             "root/etc/ssh",
             "usr-upper/local/sbin",
             "usr-upper/sbin",
-            "usr-upper/lib/flatcar",
+            "usr-upper/lib",
             "usr-upper/share/standin",
             "usr-upper/share/flatcar",
             "usr-work",
             "oem",
-            "boot",
+            "boot/flatcar",
         ):
             (d / sub).mkdir(parents=True, exist_ok=True)
         up = d / "usr-upper"
         (up / "lib/os-release").write_text(OS_RELEASE)  # /etc/os-release links to it
         (up / "share/flatcar/release").write_text("FLATCAR_RELEASE_VERSION=3602.2.0\n")
-        for src, dst in (
-            ("usr/sbin/flatcar-reset", "sbin/flatcar-reset"),
-            ("usr/lib/flatcar/reset-paths", "lib/flatcar/reset-paths"),
-        ):
-            shutil.copy(TESTBED / src, up / dst)
+        shutil.copy(TESTBED / "usr/sbin/flatcar-reset", up / "sbin/flatcar-reset")
+        (up / "share/oem").unlink(missing_ok=True)
+        (up / "share/oem").symlink_to("/oem")  # as on the test bed: the OEM partition is /oem
         for name, text in (("local/sbin/systemctl", SYSTEMCTL), ("local/sbin/systemd-run", SYSTEMD_RUN)):
             (up / name).write_text(text)
         for p in (
             up / "sbin/flatcar-reset",
-            up / "lib/flatcar/reset-paths",
             up / "local/sbin/systemctl",
             up / "local/sbin/systemd-run",
         ):
@@ -303,15 +300,22 @@ def _apply_boot(h: StandinHost, *, initial: bytes | None = None) -> None:
         raise RuntimeError(f"refusing to reset {root}: not a stand-in host's directory")
     stage = root / "selective-os-reset"
     if stage.exists():
-        for mode, remove in (("delete-files", os.unlink), ("delete-dirs", os.rmdir)):
-            listed = subprocess.run(
-                [str(h.dir / "usr-upper/lib/flatcar/reset-paths"), mode, str(root), str(stage), "--null"],
-                check=True,
-                capture_output=True,
-            ).stdout
-            for rel in filter(None, listed.split(b"\0")):
-                with contextlib.suppress(OSError):  # like the initramfs: errors ignored
-                    remove(str(root) + os.fsdecode(rel))
+        # As the initramfs does: every path of ROOT the staged regex does not match, contents
+        # before their directory, directories with rmdir (kept contents keep their parents),
+        # never / or /usr, errors ignored. (Python's re for egrep: the regex flatcar-reset writes
+        # is a plain alternation of paths.)
+        kept = re.compile(stage.read_text().strip())
+        for top, dirs, files in os.walk(root, topdown=False):
+            for entry in [*files, *dirs]:
+                path = os.path.join(top, entry)
+                rel = "/" + os.path.relpath(path, root)
+                if rel == "/usr" or kept.fullmatch(rel):
+                    continue
+                with contextlib.suppress(OSError):
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        os.rmdir(path)
+                    else:
+                        os.unlink(path)
         stage.unlink(missing_ok=True)
         (root / "etc/machine-id").unlink(missing_ok=True)
     mid = re.search(r"systemd\.machine_id=([0-9a-f]{32})", (h.dir / "oem/grub.cfg").read_text())

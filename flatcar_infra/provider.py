@@ -175,39 +175,51 @@ class ReprovisionProvider(dyn.ResourceProvider):
 
 
 def _apply(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: str) -> dict[str, Any]:
-    import asyncio
-
-    from flatcar_infra.reprovision import messages
     from flatcar_infra.ssh import run_sync
 
-    plain_news = {k: _plain(v) for k, v in news.items()}
-    plain_olds = {k: _plain(v) for k, v in olds.items()} if olds is not None else None
-    policy = desired_of(plain_news).policy
-
-    async def bounded() -> dict[str, Any]:
-        try:
-            return await asyncio.wait_for(_apply_async(plain_news, plain_olds, op), policy.deadline + 60)
-        except TimeoutError:
-            raise messages.ReprovisionError(
-                f"{plain_news['host']}: the operation did not finish within policy.deadline "
-                f"({policy.deadline:g}s)", messages.UNKNOWN,
-                "run again; raise policy.deadline if the host is just slow") from None
-
-    return run_sync(bounded)
-
-
-async def _apply_async(news: dict[str, Any], olds: dict[str, Any] | None, op: str) -> dict[str, Any]:
-    from flatcar_infra.reprovision.procedure import Outcome, connect_only, ensure, read_applied
-    from flatcar_infra.ssh import dial
-
-    desired = desired_of(news)
-    host = f"{news['host']}:{int(news.get('port') or 22)}"
+    plain = {k: _plain(v) for k, v in news.items()}
+    host = f"{plain['host']}:{int(plain.get('port') or 22)}"
     t0 = time.monotonic()
 
     def report(phase: str, message: str, elapsed: float | None = None) -> None:
         stamp = f" {elapsed:.1f}s" if elapsed is not None else ""
         _log(f"[{host} {phase}{stamp}] {message}")
 
+    host_key, result = run_sync(lambda: converge(plain, olds, op, report))
+    report("done", result["last_action"], time.monotonic() - t0)
+    return _outputs(plain, host_key, result)
+
+
+async def converge(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: str,
+                   report: Any) -> tuple[str | None, dict[str, Any]]:
+    """One machine brought to its desired state: ``(host key, RESULT_KEYS values)``.
+
+    ``olds``: the previous outputs (``None`` for a new machine). Shared by the ``Reprovision``
+    resource and the fleet rollout (which runs many of these in one event loop). Bounded by
+    ``policy.deadline`` (plus a minute for the rollback's own bounded steps): Pulumi's
+    ``customTimeouts`` never reach a dynamic provider, so the provider enforces its own."""
+    import asyncio
+
+    from flatcar_infra.reprovision import messages
+
+    plain_news = {k: _plain(v) for k, v in news.items()}
+    plain_olds = {k: _plain(v) for k, v in olds.items()} if olds is not None else None
+    policy = desired_of(plain_news).policy
+    try:
+        return await asyncio.wait_for(_converge(plain_news, plain_olds, op, report), policy.deadline + 60)
+    except TimeoutError:
+        raise messages.ReprovisionError(
+            f"{plain_news['host']}: the operation did not finish within policy.deadline "
+            f"({policy.deadline:g}s)", messages.UNKNOWN,
+            "run again; raise policy.deadline if the host is just slow") from None
+
+
+async def _converge(news: dict[str, Any], olds: dict[str, Any] | None, op: str,
+                    report: Any) -> tuple[str | None, dict[str, Any]]:
+    from flatcar_infra.reprovision.procedure import Outcome, connect_only, ensure, read_applied
+    from flatcar_infra.ssh import dial
+
+    desired = desired_of(news)
     d = diff_props(olds, news) if olds is not None else None
     new_machine = op == "create" or (d is not None and d.action == "new-machine")
     # A pin belongs to one machine: a replaced machine (new identity) never inherits the old key.
@@ -235,20 +247,28 @@ async def _apply_async(news: dict[str, Any], olds: dict[str, Any] | None, op: st
         outcome: Outcome = await connect_only(target, desired, report)
         result = outcome.to_outputs("reconnected")
     else:
-        old = olds or {}
-        old_key = old.get("private_key") if not new_machine else None
-        previous = old.get("config") if not new_machine else None
+        old_key = (olds or {}).get("private_key") if not new_machine else None
         outcome = await ensure(
             target, desired, report=report, first_boot_wait=policy.reboot_timeout if new_machine else 0,
-            previous=previous.encode() if isinstance(previous, str) else None,
             fallback_keys=[old_key] if old_key and old_key != news.get("private_key") else [],
-            platform_keys=[str(k) for k in news.get("platform_keys") or ()],
-            source=ConfigSource.for_url(desired.config_url, news.get("config_source") or None)
-            if desired.delivery != "file" else None)
+            **procedure_context(news, olds, new_machine))
         host_key = outcome.host_key or host_key
         result = outcome.to_outputs("reprovisioned" if outcome.rebooted else "verified")
-    report("done", result["last_action"], time.monotonic() - t0)
-    return _outputs(news, host_key, result)
+    return host_key, result
+
+
+def procedure_context(news: Mapping[str, Any], olds: Mapping[str, Any] | None,
+                      new_machine: bool) -> dict[str, Any]:
+    """What the procedure (run and read-only preflight alike) knows beyond the config: the
+    previous config (the rollback target), the keys the cloud installs, the config's source."""
+    previous = (olds or {}).get("config") if not new_machine else None
+    desired = desired_of(news)
+    return {
+        "previous": previous.encode() if isinstance(previous, str) else None,
+        "platform_keys": [str(k) for k in news.get("platform_keys") or ()],
+        "source": ConfigSource.for_url(desired.config_url, news.get("config_source") or None)
+        if desired.delivery != "file" else None,
+    }
 
 
 def _outputs(news: Mapping[str, Any], host_key: str | None, result: Mapping[str, Any]) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         ui.emit(json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
     if args.dry_run:
-        return 1 if any(h.message.startswith(("refused", "preflight")) for h in report.hosts) else 0
+        return 1 if any(h.detail.get("preflight") in ("refused", "unreachable") for h in report.hosts) else 0
     return 0 if report.ok else 1
 
 

@@ -18,8 +18,10 @@ from flatcar_infra.components.args import Hooks, InboundRule, SshAccess
 from flatcar_infra.components.config import ConfigOutput, flatcar_config
 from flatcar_infra.components.hosting import pointer_config
 from flatcar_infra.reprovision.policy import Policy
+from flatcar_infra.rollout.policy import RolloutPolicy
 
 if TYPE_CHECKING:
+    from flatcar_infra.components.fleet import Fleet, FleetArgs
     from flatcar_infra.targets.aws import (
         AwsConfigBucket,
         AwsConfigHosting,
@@ -49,10 +51,13 @@ _LAZY: dict[str, str] = {
             "DigitalOceanMachineArgs",
             "DigitalOceanVolume",
             "FlatcarDigitalOceanImage",
+    "Fleet",
+    "FleetArgs",
         ),
         "flatcar_infra.targets.digitalocean",
     ),
     **dict.fromkeys(("ExistingMachine", "ExistingMachineArgs"), "flatcar_infra.targets.existing"),
+    **dict.fromkeys(("Fleet", "FleetArgs"), "flatcar_infra.components.fleet"),
 }
 
 
@@ -79,9 +84,12 @@ __all__ = [
     "ExistingMachine",
     "ExistingMachineArgs",
     "FlatcarDigitalOceanImage",
+    "Fleet",
+    "FleetArgs",
     "Hooks",
     "InboundRule",
     "Policy",
+    "RolloutPolicy",
     "SshAccess",
     "flatcar_ami",
     "flatcar_config",

@@ -57,6 +57,16 @@ def access_of(
     return pulumi.Output.all(keys, host_keys if host_keys is not None else []).apply(build)
 
 
+def depends_on_of(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
+    """The resources in ``opts.depends_on`` (one resource or a list)."""
+    deps = opts.depends_on if opts is not None else None
+    if isinstance(deps, pulumi.Resource):
+        return [deps]
+    if isinstance(deps, Sequence):
+        return [d for d in deps if isinstance(d, pulumi.Resource)]
+    return []
+
+
 class FlatcarMachine(pulumi.ComponentResource):
     """Shared wiring: the ``Reprovision`` resource, hooks, and the common outputs.
 
@@ -69,6 +79,14 @@ class FlatcarMachine(pulumi.ComponentResource):
     applied_hash: pulumi.Output[str]
     host_key: pulumi.Output[str]
     config: ConfigOutput
+
+    def __init__(
+        self, t: str, name: str, props: Any = None, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(t, name, props, opts)
+        # Children never inherit ``depends_on`` from their parent: passed on explicitly, so that
+        # ``depends_on=[other_machine]`` orders this machine's reprovision after the other's.
+        self._user_depends_on = depends_on_of(opts)
 
     def _access_config(
         self, args: MachineCommon, host_keys: pulumi.Input[Sequence[HostKey]] | None = None
@@ -94,6 +112,7 @@ class FlatcarMachine(pulumi.ComponentResource):
         from flatcar_infra.provider import Reprovision
 
         config = self.config
+        depends_on = [*depends_on, *self._user_depends_on]
         before = self._hook(name, "before", args.hooks, args, host, port, host_key, config.hash, depends_on)
         self.reprovision = Reprovision(
             f"{name}-reprovision",

@@ -8,10 +8,11 @@ error, not a silently ignored option.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from flatcar_infra.errors import UserError
+from flatcar_infra.plaindata import checked_fields
 from flatcar_infra.reprovision.ere import ere_problems
 
 Strategy = Literal["in-place", "wipe-root", "replace", "ignore"]
@@ -113,15 +114,8 @@ class Policy:
             return cls()
         if isinstance(d, Policy):
             return d
-        if not isinstance(d, Mapping):
-            raise PolicyError(f"policy: expected a mapping, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise PolicyError(f"policy.{key}: unknown policy key",
-                                  f"known keys: {', '.join(sorted(known))}")
         kwargs: dict[str, Any] = {}
-        for key, value in d.items():
+        for key, value in checked_fields(d, cls, "policy", PolicyError).items():
             if key in ("keep_paths", "health_checks") and isinstance(value, list):
                 value = tuple(value)
             if key == "hash_budget_bytes" and isinstance(value, float) and value.is_integer():

@@ -3,6 +3,8 @@ its work, and a read-only preflight with the procedure's own facts and decisions
 
 from __future__ import annotations
 
+from typing import Any
+
 from flatcar_infra.reprovision.desired import Desired
 from flatcar_infra.reprovision.procedure import ensure, inspect
 from flatcar_infra.rollout.results import Done
@@ -10,9 +12,11 @@ from flatcar_infra.rollout.runner import Preflight, Report, RolloutHost
 from flatcar_infra.ssh import SshTarget
 
 
-async def preflight(target: SshTarget, desired: Desired, *, root: str = "") -> Preflight:
-    """What the procedure would do on this host, without changing anything (not even the lock)."""
-    found = await inspect(target, desired, root=root)
+async def preflight(target: SshTarget, desired: Desired, *, root: str = "", **context: Any) -> Preflight:
+    """What the procedure would do on this host, without changing anything (not even the lock).
+    ``context``: what the run itself will be given (``previous``, ``platform_keys``, ``source``),
+    so the preflight refuses exactly what the run would."""
+    found = await inspect(target, desired, root=root, **context)
     refusal = "; ".join(r.reason for r in found.plan.refusals) or None
     return Preflight(found.facts.stamp, found.plan.reboots, refusal)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from flatcar_infra.errors import UserError
+from flatcar_infra.plaindata import checked_fields
 
 _PERCENT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)%$")
 
@@ -115,14 +116,7 @@ class RolloutPolicy:
             return cls()
         if isinstance(d, RolloutPolicy):
             return d
-        if not isinstance(d, Mapping):
-            raise RolloutPolicyError(f"rollout: expected a mapping, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise RolloutPolicyError(f"rollout.{key}: unknown rollout policy key",
-                                         f"known keys: {', '.join(sorted(known))}")
-        return cls(**dict(d))
+        return cls(**checked_fields(d, cls, "rollout", RolloutPolicyError))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data that ``from_dict`` reads back to an equal policy."""

@@ -70,6 +70,7 @@ class _Run:
     sched: Scheduler
     report: Report
     slot: dict[str, bool] = field(default_factory=dict)
+    seen: dict[str, str | None] = field(default_factory=dict)  # applied hash found by the preflight
     results: dict[str, HostResult] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
 
@@ -99,21 +100,23 @@ async def _preflight(run: _Run, dry_run: bool) -> None:
             run.report(f"{h.name} preflight", f"not reachable: {out}", None)
             if not dry_run:
                 run.sched.fail_before_start(h.name, in_service=False)
-            run.record(h.name, "failed" if not dry_run else "not-started", None, f"preflight: {out}")
+            run.record(h.name, "failed" if not dry_run else "not-started", None, f"preflight: {out}",
+                       {"preflight": "unreachable"})
             continue
         run.slot[h.name] = out.reboots
+        run.seen[h.name] = out.applied_hash
         if out.refusal:
             run.report(f"{h.name} preflight", f"would refuse: {out.refusal}", None)
             if not dry_run:
                 run.sched.fail_before_start(h.name, in_service=True)
             run.record(h.name, "failed" if not dry_run else "not-started", out.applied_hash,
-                       f"refused: {out.refusal}")
+                       f"refused: {out.refusal}", {"preflight": "refused"})
             continue
         what = "reprovision (reboot)" if out.reboots else "already on the config: verify only"
         run.report(f"{h.name} preflight", f"applied {short(out.applied_hash)}, desired "
                    f"{short(h.desired_hash)}: {what}", None)
         if dry_run:
-            run.record(h.name, "not-started", out.applied_hash, f"would {what}")
+            run.record(h.name, "not-started", out.applied_hash, f"would {what}", {"preflight": "ok"})
 
 
 async def _run_one(run: _Run, name: str) -> tuple[Result, str | None, str, Mapping[str, object]]:
@@ -166,8 +169,8 @@ async def _run_wave(run: _Run, wave: Wave, label: str) -> None:
             result, applied, message, detail = task.result()
             sched.finish(name, result)
             run.record(name, result, applied, message, detail)
-            run.report(f"{name} {result}", f"{short(applied)}"
-                       + (f" (wave {wave.number}; {len(sched.unavailable)} away from service)"), None)
+            run.report(f"{name} {result}", f"runs {short(applied)}; {len(sched.unavailable)} machine(s) "
+                       "away from service", None)
 
 
 async def run_rollout(hosts: Sequence[RolloutHost], policy: RolloutPolicy, *, report: Report = _noop,
@@ -188,7 +191,8 @@ async def run_rollout(hosts: Sequence[RolloutHost], policy: RolloutPolicy, *, re
     for name in sched.not_started():
         if name not in run.results:
             h = run.hosts[name]
-            run.record(name, "not-started", h.known_hash, "halted before it started" if sched.halted else "")
+            run.record(name, "not-started", run.seen.get(name, h.known_hash),
+                       "halted before it started" if sched.halted else "")
     ordered = tuple(run.results[h.name] for h in hosts)
     overall = "halted" if dry_run else sched.overall()
     return RolloutReport(overall, sched.halt_reason, waves, ordered, t0, time.time(), sched.limit,

@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from pulumi.dynamic import ResourceProvider
 from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.runtime import rpc
+from pulumi.runtime import mocks, rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 PROVIDER_KEY = "__provider"
@@ -98,12 +99,14 @@ class Step:
     diff: provider_pb2.DiffResponse | None
     state: State
     check_failures: tuple[tuple[str, str], ...] = ()
+    checked: dict[str, Any] | None = None  # the inputs as Check returned them
 
 
 class ProviderEngine:
-    def __init__(self, provider: ResourceProvider, *, env: Mapping[str, str] | None = None,
+    def __init__(self, provider: ResourceProvider | None = None, *, env: Mapping[str, str] | None = None,
                  type_token: str = "pulumi-python:dynamic:Resource") -> None:
-        self.provider_blob = serialize_provider(provider)
+        # None: the program's resources carry their own ``__provider`` (``Deployment``)
+        self.provider_blob = serialize_provider(provider) if provider is not None else None
         self.type_token = type_token
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pulumi.dynamic"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -165,6 +168,8 @@ class ProviderEngine:
         return f"urn:pulumi:test::test::{self.type_token}::{name}"
 
     def with_provider(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        if PROVIDER_KEY in props and self.provider_blob is None:
+            return dict(props)
         return {**props, PROVIDER_KEY: self.provider_blob}
 
     def configure(self, config: Mapping[str, str] | None = None) -> provider_pb2.ConfigureResponse:
@@ -218,36 +223,36 @@ class ProviderEngine:
     # --- engine-like steps -------------------------------------------------------------------------
     def register(self, name: str, inputs: Mapping[str, Any], *, state: State | None = None,
                  preview: bool = False, secret_inputs: tuple[str, ...] = (),
-                 additional_secret_outputs: tuple[str, ...] = ()) -> Step:
+                 additional_secret_outputs: tuple[str, ...] = (), urn: str | None = None) -> Step:
         """``pulumi up`` (or ``preview``) of one resource: Check, Diff, then Create/Update.
 
         Unknown input values are given as ``UNKNOWN``; only allowed in preview.
         """
-        urn = state.urn if state else self.urn(name)
+        urn = state.urn if state else (urn or self.urn(name))
         news = self.with_provider(inputs)
         checked, failures = self.check(urn, state.inputs if state else {}, news)
         if failures:
-            return Step("check-failed", None, state or State(urn), tuple(failures))
+            return Step("check-failed", None, state or State(urn), tuple(failures), checked)
         if state is None:
             if preview:
-                return Step("preview-create", None, State(urn, inputs=checked))
+                return Step("preview-create", None, State(urn, inputs=checked), (), checked)
             id_, outs = self.create(urn, checked)
             st = State(urn, id_, checked, outs, self._secrets(secret_inputs, additional_secret_outputs))
-            return Step("create", None, st)
+            return Step("create", None, st, (), checked)
         d = self.diff(urn, state.id, state.outputs, checked, state.inputs)
         if d.changes != provider_pb2.DiffResponse.DIFF_SOME:
-            return Step("same", d, state)
+            return Step("same", d, state, (), checked)
         if d.replaces:
             if preview:
-                return Step("preview-replace", d, state)
+                return Step("preview-replace", d, state, (), checked)
             id_, outs = self.create(urn, checked)
-            return Step("replace", d, State(urn, id_, checked, outs,
-                                            self._secrets(secret_inputs, additional_secret_outputs)))
+            st = State(urn, id_, checked, outs, self._secrets(secret_inputs, additional_secret_outputs))
+            return Step("replace", d, st, (), checked)
         if preview:
-            return Step("preview-update", d, state)
+            return Step("preview-update", d, state, (), checked)
         outs = self.update(urn, state.id, state.outputs, checked, state.inputs)
         st = State(urn, state.id, checked, outs, self._secrets(secret_inputs, additional_secret_outputs))
-        return Step("update", d, st)
+        return Step("update", d, st, (), checked)
 
     def refresh(self, state: State) -> State:
         id_, outs = self.read(state.urn, state.id, state.outputs, state.inputs)
@@ -256,3 +261,228 @@ class ProviderEngine:
     def _secrets(self, secret_inputs: tuple[str, ...], additional: tuple[str, ...]) -> set[str]:
         raw = secret_keys(self.last_raw) if self.last_raw is not None else set()
         return raw | set(secret_inputs) | set(additional)
+
+
+# --- whole deployments: the program, the engine's scheduling, the real provider server ------------
+
+@dataclass
+class Stack:
+    """What the engine keeps between deployments: the checkpoint (last good state per URN) and
+    the stack config (``project:key`` → value, as in ``Pulumi.<stack>.yaml``)."""
+
+    resources: dict[str, State] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict)
+    name: str = "test"
+    project: str = "flatcar-infra"
+
+    def by_name(self, name: str) -> State:
+        found = [st for urn, st in self.resources.items() if urn.endswith(f"::{name}")]
+        assert len(found) == 1, f"{name}: {len(found)} resources"
+        return found[0]
+
+
+@dataclass
+class StepRecord:
+    urn: str
+    name: str
+    op: str  # a Step op, or "failed" | "skipped" | "not-started" | "component"
+    started: float  # time.monotonic()
+    finished: float
+    error: str | None = None
+    inputs: dict[str, Any] | None = None  # as Check returned them (what a preview diff shows)
+
+
+@dataclass
+class Deployment:
+    """One ``pulumi up`` (or ``preview``): every step, the program's error, the provider's log."""
+
+    steps: list[StepRecord]
+    error: BaseException | None
+    provider_log: list[str]
+    preview: bool
+
+    def step(self, name: str) -> StepRecord:
+        found = [s for s in self.steps if s.name == name]
+        assert len(found) == 1, f"{name}: {[(s.name, s.op) for s in self.steps]}"
+        return found[0]
+
+    @property
+    def failed(self) -> list[StepRecord]:
+        return [s for s in self.steps if s.op in ("failed", "check-failed")]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.error is None
+
+    def peak_parallel(self, names: set[str] | None = None) -> int:
+        """The most provider operations of these resources that ran at the same time."""
+        events: list[tuple[float, int]] = []
+        for s in self.steps:
+            if s.op in ("create", "update", "replace", "failed") and (names is None or s.name in names):
+                events += [(s.started, 1), (s.finished, -1)]
+        peak = cur = 0
+        for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+            cur += delta
+            peak = max(peak, cur)
+        return peak
+
+
+_NOT_DONE = ("failed", "check-failed", "skipped", "not-started")
+
+
+class _Halted(Exception):
+    """What the program sees for a resource the engine did not (or could not) step."""
+
+
+class _EngineMonitor(mocks.MockMonitor):
+    """The resource monitor the program talks to, scheduling steps as the engine does:
+
+    - a step starts only after the steps of every dependency (``depends_on`` and the resources
+      whose outputs are inputs) finished; at most ``parallel`` steps run at once (the provider
+      process adds its own limit: 4 worker threads);
+    - after a failed step no new step starts (running ones finish), unless ``continue_on_error``,
+      which skips only the dependents of a failure (transitively);
+    - a failed update keeps the old state; a failed create leaves none;
+    - preview runs Check and Diff only, and hands the program the checked inputs (outputs that are
+      not inputs stay unknown).
+    """
+
+    def __init__(self, engine: ProviderEngine, stack: Stack, *, preview: bool, parallel: int,
+                 continue_on_error: bool) -> None:
+        super().__init__(_NoMocks())
+        self.engine, self.stack, self.preview = engine, stack, preview
+        self.continue_on_error = continue_on_error
+        self.sem = threading.Semaphore(parallel)
+        self.lock = threading.Lock()
+        self.done: dict[str, threading.Event] = {}
+        self.status: dict[str, str] = {}
+        self.halted = False
+        self.steps: list[StepRecord] = []
+
+    def _record(self, urn: str, name: str, op: str, t0: float, error: str | None = None,
+                inputs: dict[str, Any] | None = None) -> None:
+        with self.lock:
+            self.steps.append(StepRecord(urn, name, op, t0, time.monotonic(), error, inputs))
+            self.status[urn] = op
+            self.done.setdefault(urn, threading.Event()).set()
+
+    def _unchanged(self, urn: str) -> Any:
+        """The old state (or nothing) for a resource that was not stepped."""
+        from pulumi.runtime.proto import resource_pb2
+
+        st = self.stack.resources.get(urn)
+        outs = {k: v for k, v in (st.outputs if st else {}).items() if k != PROVIDER_KEY}
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=st.id if st else "", object=to_struct(outs))
+
+    def RegisterResource(self, request: Any) -> Any:
+        from pulumi.runtime.proto import resource_pb2
+
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        with self.lock:
+            self.done.setdefault(urn, threading.Event())
+        deps = set(request.dependencies) | {u for v in request.propertyDependencies.values() for u in v.urns}
+        for d in deps:
+            with self.lock:
+                ev = self.done.get(d)
+            if ev is not None:
+                ev.wait()
+        t0 = time.monotonic()
+        if not request.custom:
+            self._record(urn, request.name, "component", t0)
+            self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, "", {})
+            return resource_pb2.RegisterResourceResponse(urn=urn, id="", object=struct_pb2.Struct())
+        if not request.type.startswith("pulumi-python:dynamic"):
+            self._record(urn, request.name, "failed", t0, "the test engine drives dynamic resources only")
+            raise _Halted(f"{request.type}: the test engine drives dynamic resources only")
+        with self.lock:
+            bad = [d for d in deps if self.status.get(d) in _NOT_DONE]
+            halted = self.halted
+        if bad and self.continue_on_error:
+            self._record(urn, request.name, "skipped", t0, f"depends on {bad[0]}, which did not succeed")
+            return self._unchanged(urn)
+        if (halted and not self.continue_on_error) or bad:
+            self._record(urn, request.name, "not-started", t0, "the deployment is halting after a failure")
+            raise _Halted(f"{request.name}: not started (the deployment is halting after a failure)")
+        raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        secret_inputs = tuple(k for k, v in raw.items() if rpc.is_rpc_secret(v))
+        inputs = {k: rpc.unwrap_rpc_secret(v) for k, v in raw.items()}
+        with self.sem:
+            t0 = time.monotonic()
+            try:
+                step = self.engine.register(request.name, inputs, state=self.stack.resources.get(urn),
+                                            preview=self.preview, secret_inputs=secret_inputs,
+                                            additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                                            urn=urn)
+            except grpc.RpcError as exc:
+                detail = exc.details() or str(exc)  # type: ignore[attr-defined]
+                with self.lock:
+                    self.halted = True
+                self._record(urn, request.name, "failed", t0, detail)
+                if self.continue_on_error:
+                    return self._unchanged(urn)  # the program goes on; dependents are skipped
+                raise _Halted(f"{request.name}: {detail}") from None
+        if step.op == "check-failed":
+            with self.lock:
+                self.halted = True
+            why = "; ".join(f"{p}: {r}" for p, r in step.check_failures)
+            self._record(urn, request.name, "check-failed", t0, why)
+            raise _Halted(f"{request.name}: check failed: {step.check_failures}")
+        if not self.preview:
+            self.stack.resources[urn] = step.state
+        if self.preview and step.op.startswith("preview-"):
+            outputs = dict(step.checked or {})
+            secret = set(secret_inputs)
+        else:
+            outputs = dict(step.state.outputs)
+            secret = set(step.state.secret_outputs) | set(secret_inputs)
+        outputs.pop(PROVIDER_KEY, None)
+        wrapped = {k: rpc.wrap_rpc_secret(v) if k in secret else v for k, v in outputs.items()}
+        self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, step.state.id, wrapped)
+        self._record(urn, request.name, step.op, t0, inputs=step.checked)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=step.state.id or "",
+                                                     object=to_struct(wrapped))
+
+
+class _NoMocks(mocks.Mocks):
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        raise AssertionError(f"{args.typ}: every resource is stepped by the engine")
+
+    def call(self, args: mocks.MockCallArgs) -> Any:
+        raise AssertionError(f"{args.token}: invokes are not supported by the test engine")
+
+
+def deploy(program: Callable[[], None], stack: Stack, *, preview: bool = False, parallel: int = 64,
+           continue_on_error: bool = False, env: Mapping[str, str] | None = None) -> Deployment:
+    """Run ``program`` as ``pulumi up`` (``preview``) does against ``stack``'s checkpoint.
+
+    A new provider process per deployment (the engine starts one per ``pulumi up``), configured
+    first with the whole stack config. The program's thread pool is as large as ``parallel``
+    (the language host sizes it so), so the engine's limit, not the SDK's, applies.
+    """
+    import concurrent.futures
+
+    import pulumi
+
+    loop = asyncio.new_event_loop()
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=parallel)
+    loop.set_default_executor(executor)
+    loop.set_exception_handler(lambda _loop, _ctx: None)  # failed outputs nobody awaited: expected
+    asyncio.set_event_loop(loop)
+    error: BaseException | None = None
+    with ProviderEngine(env=env) as engine:
+        engine.configure(stack.config)
+        monitor = _EngineMonitor(engine, stack, preview=preview, parallel=parallel,
+                                 continue_on_error=continue_on_error)
+        pulumi.runtime.set_all_config(dict(stack.config), [])
+        pulumi.runtime.set_mocks(_NoMocks(), project=stack.project, stack=stack.name, preview=preview,
+                                 monitor=monitor)
+        try:
+            pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # the program's failure, as `pulumi up` reports it
+            error = exc
+        executor.shutdown(wait=True)  # steps already running finish, as in the engine
+        log = list(engine.stderr_lines)
+    steps = sorted(monitor.steps, key=lambda s: s.started)
+    return Deployment(steps, error, log, preview)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,27 +21,22 @@ from flatcar_infra.rollout.runner import run_rollout
 from flatcar_infra.ssh import SshTarget
 from tests.reprovision.helpers import desired, ignition
 from tests.reprovision.test_host_sshd import flatcar_root
-from tests.support.sshd import Sshd, free_port, run_sshd
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    with run_sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
+from tests.support.sshd import Sshd, free_port
 
 
 def run(argv: list[str]) -> int:
+    """``flatcar-infra rollout ARGV``'s exit code (argparse's usage errors included)."""
     try:
         return cli_main.main(["rollout", *argv])
-    except SystemExit as exc:  # argparse usage errors
+    except SystemExit as exc:
         return int(exc.code or 0)
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    p = tmp_path / "c.ign"
-    p.write_text(ignition({"/etc/app.conf": "v1\n"}))
-    return p
+    """A small stamped-able Ignition config every host gets."""
+    (tmp_path / "c.ign").write_text(ignition({"/etc/app.conf": "v1\n"}))
+    return tmp_path / "c.ign"
 
 
 def inventory(
