@@ -74,6 +74,7 @@ class _Wiring:
     depends_on: Sequence[pulumi.Resource]
     machine_identity: pulumi.Input[str] | None
     platform_keys: pulumi.Input[Sequence[pulumi.Input[str]]] | None
+    config_source: pulumi.Input[Mapping[str, Any]] | None
 
 
 class _Member(FlatcarMachine):
@@ -85,9 +86,11 @@ class _Member(FlatcarMachine):
     def _wire(self, name: str, args: MachineCommon, *, host: pulumi.Input[str], port: pulumi.Input[int],
               host_key: pulumi.Input[str] | None, delivery: Delivery, config_url: pulumi.Input[str] | None,
               depends_on: Sequence[pulumi.Resource], machine_identity: pulumi.Input[str] | None = None,
-              platform_keys: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None) -> None:
+              platform_keys: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None,
+              config_source: pulumi.Input[Mapping[str, Any]] | None = None) -> None:
         self._wiring = _Wiring(args, self.config, host, port, host_key, delivery, config_url,
-                               [*depends_on, *self._user_depends_on], machine_identity, platform_keys)
+                               [*depends_on, *self._user_depends_on], machine_identity, platform_keys,
+                               config_source)
         self.config_hash = self.config.hash
 
     def _finish(self) -> None:
@@ -155,6 +158,7 @@ class Fleet(pulumi.ComponentResource):
                     "config_hash": w.config.hash, "manifest": w.config.manifest,
                     "policy": a.policy.to_dict(), "delivery": w.delivery, "config_url": w.config_url,
                     "machine_identity": w.machine_identity, "platform_keys": w.platform_keys or [],
+                    "config_source": w.config_source,
                     "hooks": {"before": a.hooks.before, "after": a.hooks.after},
                 }
                 deps += w.depends_on

@@ -141,6 +141,9 @@ def test_cloud_machines_hosting_objects_come_before_the_rollout(ssh_key: dict[st
     m = rollout.plain("waves")["wave-01"]["web-1"]
     assert m["delivery"] == "pointer" and m["host_key"].startswith("ssh-ed25519 ")  # generated at deploy
     assert m["machine_identity"].startswith("i-")  # a replaced instance drops the pinned key
+    # the pointer object, checked (and restored on rollback) from the operator's side
+    assert m["config_url"].startswith("s3://") and m["config_url"].endswith("/web-1/config.ign")
+    assert m["config_source"]["key"] == "flatcar-infra/flatcar-infra/test/web-1/config.ign"
 
 
 @pytest.mark.parametrize(
