@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flatcar_infra import ui
-from flatcar_infra.cli.options import parse_vars
+from flatcar_infra.cli.options import add_rollback_options, parse_vars, policy_usage_error, read_option_file
 from flatcar_infra.compiler.api import compile_file
 from flatcar_infra.errors import UsageError, UserError
 from flatcar_infra.reprovision.decide import short
@@ -71,16 +71,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--health-timeout", type=float, default=60.0, metavar="S")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="how long to wait for the host to come back (default 600)")
-    p.add_argument("--no-rollback", action="store_true",
-                   help="do not roll back a new config that fails its checks (and arm no dead-man switch)")
-    p.add_argument("--confirm-window", type=float, default=300.0, metavar="S",
-                   help="the new boot must be confirmed over a fresh SSH login within S seconds of "
-                        "booting, else it rolls itself back to the previous config (default 300)")
-    p.add_argument("--deadline", type=float, default=2400.0, metavar="S",
-                   help="the whole run, rollback included, never takes longer (default 2400)")
-    p.add_argument("--previous-config", metavar="FILE",
-                   help="the exact config the host runs now (Ignition JSON with its stamp): the "
-                        "rollback target when the host has no copy of its own yet")
+    add_rollback_options(p)
     p.add_argument("--platform-key", action="append", default=[], metavar='"TYPE B64"',
                    help="a public key the platform installs on every boot (cloud metadata): it counts "
                         "as authorized in the lock-out check (repeatable)")
@@ -124,13 +115,7 @@ def build(args: argparse.Namespace) -> tuple[SshTarget, Desired]:
                         rollback=not args.no_rollback, confirm_window=args.confirm_window,
                         deadline=args.deadline)
     except PolicyError as exc:
-        names = {"policy.keep_paths": "--keep-path", "policy.confirm_window": "--confirm-window",
-                 "policy.deadline": "--deadline", "policy.reboot_timeout": "--timeout",
-                 "policy.health_timeout": "--health-timeout"}
-        message = exc.message
-        for k, v in names.items():
-            message = message.replace(k, v)
-        raise UsageError(message, exc.advice) from None
+        raise policy_usage_error(exc) from None
     compiled = compile_file(args.config, files_dir=args.files_dir, variables=parse_vars(args.var),
                             stamp_config=True)
     ui.diagnostics(compiled.warnings)
@@ -144,19 +129,10 @@ def build(args: argparse.Namespace) -> tuple[SshTarget, Desired]:
     return target, desired
 
 
-def _file(option: str, path: str | None) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: {exc.strerror}") from None
-
-
 def extras(args: argparse.Namespace, desired: Desired) -> dict[str, Any]:
     """The procedure's optional inputs from the command line."""
-    previous = _file("--previous-config", args.previous_config)
-    old_key = _file("--old-identity", args.old_identity)
+    previous = read_option_file("--previous-config", args.previous_config)
+    old_key = read_option_file("--old-identity", args.old_identity)
     spec = None
     if args.config_source:
         m = re.fullmatch(r"s3://([^/]+)/(.+)", args.config_source)

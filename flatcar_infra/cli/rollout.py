@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flatcar_infra import ui
-from flatcar_infra.cli.options import parse_vars
+from flatcar_infra.cli.options import add_rollback_options, parse_vars, policy_usage_error, read_option_file
 from flatcar_infra.errors import UsageError
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ def register(subparsers: Any) -> None:
                    help="failed or rolled-back hosts tolerated before halting (default 0)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="how long to wait for each host to come back (default 600)")
+    add_rollback_options(p)
     p.add_argument("--dry-run", action="store_true",
                    help="check every host read-only and show the waves; change nothing")
     p.add_argument("--json", action="store_true", help="print the result per host as JSON on stdout")
@@ -91,10 +92,11 @@ def _policies(args: argparse.Namespace, inventory: Inventory) -> tuple[Policy, R
         raise UsageError(msg, exc.advice) from None
     try:
         policy = Policy(keep_paths=tuple(args.keep_path), health_checks=tuple(args.health),
-                        health_timeout=args.health_timeout, reboot_timeout=args.timeout)
+                        health_timeout=args.health_timeout, reboot_timeout=args.timeout,
+                        rollback=not args.no_rollback, confirm_window=args.confirm_window,
+                        deadline=args.deadline)
     except PolicyError as exc:
-        msg = exc.message.replace("policy.keep_paths", "--keep-path").replace("policy.", "--")
-        raise UsageError(msg, exc.advice) from None
+        raise policy_usage_error(exc) from None
     return policy, rollout
 
 
@@ -107,6 +109,7 @@ def build_hosts(args: argparse.Namespace, inventory: Inventory, policy: Policy) 
     from flatcar_infra.ssh import SshTarget
 
     cli_vars = parse_vars(args.var) or {}
+    previous = read_option_file("--previous-config", args.previous_config)
     templated = bool(cli_vars or inventory.vars or any(h.vars for h in inventory.hosts))
     compiled: dict[tuple[tuple[str, str], ...], CompiledConfig] = {}
     hosts: list[RolloutHost] = []
@@ -124,7 +127,7 @@ def build_hosts(args: argparse.Namespace, inventory: Inventory, policy: Policy) 
         except ValueError as exc:
             raise UserError(f"{args.config}: {exc}") from None
         target = SshTarget(h.host, h.port, h.user, identity_file=h.identity, host_key=h.host_key)
-        hosts.append(ssh_host(h.name, target, desired))
+        hosts.append(ssh_host(h.name, target, desired, previous=previous))
     return hosts
 
 

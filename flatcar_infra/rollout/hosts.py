@@ -21,16 +21,19 @@ async def preflight(target: SshTarget, desired: Desired, *, root: str = "", **co
     return Preflight(found.facts.stamp, found.plan.reboots, refusal)
 
 
-def ssh_host(name: str, target: SshTarget, desired: Desired, *, root: str = "") -> RolloutHost:
-    """``root`` prefixes every host path (tests against a scratch tree); empty on a real host."""
+def ssh_host(name: str, target: SshTarget, desired: Desired, *, root: str = "",
+             previous: bytes | None = None) -> RolloutHost:
+    """``root`` prefixes every host path (tests against a scratch tree); empty on a real host.
+    ``previous``: the caller's copy of the config the host runs (the rollback target when the host
+    has none of its own; ignored on a host whose running hash it does not stamp)."""
 
     async def work(report: Report) -> Done:
-        out = await ensure(target, desired, report=report, root=root)
+        out = await ensure(target, desired, report=report, root=root, previous=previous)
         return Done(out.applied_hash, out.rebooted,
                     {"boot_id": out.boot_id, "phases": {k: round(v, 3) for k, v in out.phases},
                      "warnings": list(out.warnings)})
 
     async def check() -> Preflight:
-        return await preflight(target, desired, root=root)
+        return await preflight(target, desired, root=root, previous=previous)
 
     return RolloutHost(name, desired.config_hash, work, check)

@@ -379,7 +379,7 @@ def test_failing_health_check_rolls_back_through_the_cli(world: World) -> None:
 def test_config_that_masks_sshd_rolls_back_by_itself(world: World) -> None:
     """No SSH on the new boot: nothing can log in to roll back, so the dead-man switch installed
     with the staging does, within the confirm window; the run reports it and fails."""
-    window = 150
+    window = 60  # from the timer's start early in the boot: SSH never answers on this one anyway
     masked = config(
         world.vm_key,
         "v-nossh",
@@ -469,9 +469,10 @@ def test_killed_while_waiting_for_the_reboot_then_rerun_converges(world: World) 
     world.configs["v6"] = c6
 
 
-def test_back_to_the_pointer_delivery(world: World) -> None:
-    """Remove the file delivery's /oem/config.ign; upload the next config to the hosted object the
-    user-data pointer names; reprovision with pointer delivery (no -F, no -U)."""
+def test_pointer_delivery_refuses_an_object_without_the_new_config(world: World) -> None:
+    """Back to the pointer (the file delivery's /oem/config.ign removed, as a switch of delivery
+    does): the object the user-data pointer names still serves the old config, so the preflight
+    refuses before anything changes. (A pointer reprovision that succeeds: tests/stacks.)"""
     vm = world.vm
     vm.sudo("rm -f /oem/config.ign")
     c7 = config(world.vm_key, "v7")
@@ -479,15 +480,8 @@ def test_back_to_the_pointer_delivery(world: World) -> None:
     boot = vm.boot_id()
     msg = world.up_error(c7, delivery="pointer", config_url=stale)
     assert "does not hold the new config yet" in msg
-    assert vm.boot_id() == boot
-    url = world.factory.upload("reprovision", c7.canonical, add_key=False)
-    step = world.up(c7, delivery="pointer", config_url=url)
-    assert step.state.outputs["applied_hash"] == c7.hash and step.state.outputs["rebooted"] is True
-    vm.wait_ssh()
-    assert vm.read_file("/oem/config.ign", missing_ok=True) is None
-    assert vm.read_file("/etc/app/version") == b"v7"
-    world.data_intact()
-    world.configs["v7"] = c7
+    assert vm.boot_id() == boot and world.stamp() == world.configs["v6"].hash
+    world.nothing_staged()
 
 
 def test_cli_dry_run_shows_the_diff_the_previews_and_the_commands(world: World) -> None:
@@ -514,7 +508,7 @@ def test_ignition_failure_at_boot_with_pointer_delivery_rolls_back(world: World)
     it): nothing answers SSH. The previous config is restored at the pointer's source, the
     initramfs' emergency reboot runs Ignition again with it, and the host is back on the old hash."""
     bucket = world.factory.bucket
-    previous = world.configs["v7"]
+    previous = world.configs["v6"]  # what the host runs (no /oem/config.ign: the pointer rules)
     file_url = world.factory.upload("vanishing", b"payload", add_key=False)
     c9 = config(
         world.vm_key,

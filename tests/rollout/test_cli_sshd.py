@@ -64,8 +64,11 @@ def test_usage_errors_exit_2(
     assert run([*base, "--keep-path", "var/lib"]) == 2
     assert run([*base, "--var", "novalue"]) == 2
     assert run(["--inventory", inv, "--config", str(tmp_path / "missing.bu")]) == 2
+    assert run([*base, "--previous-config", str(tmp_path / "missing.ign")]) == 2
+    assert run([*base, "--confirm-window", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--max-unavailable" in err and "--canary" in err and "--keep-path" in err
+    assert "--previous-config" in err and "--confirm-window" in err
     assert "Traceback" not in err
 
 
@@ -181,3 +184,29 @@ def test_hosts_already_on_the_config_are_verified_only(sshd: Sshd, tmp_path: Pat
     assert all(h.applied_hash == d.config_hash for h in rep.hosts) and rep.peak_unavailable == 0
     assert any("already on the config: verify only" in line for line in lines)
     assert any(line.startswith("a verify") for line in lines)
+
+
+def test_previous_config_is_the_rollback_target_only_where_it_stamps_the_running_hash(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    """A fleet that runs a config it has no copy of (first booted from a pointer, say): without a
+    rollback target every host is refused before anything changes; ``--previous-config`` (here:
+    ``ssh_host(previous=...)``) is that target on each host whose running hash it stamps, and
+    never on a host that runs something else."""
+    from flatcar_infra.rollout.hosts import preflight
+    from flatcar_infra.ssh import run_sync
+    from tests.reprovision.helpers import OLD, compiled
+
+    d = desired({"/etc/app.conf": "v2\n"})
+    other = compiled({"/etc/app.conf": "something else\n"})
+    target = SshTarget(
+        "127.0.0.1", sshd.port, sshd.user, identity_file=str(sshd.identity_file), host_key=sshd.host_key
+    )
+    root = str(flatcar_root(tmp_path / "host", stamp=OLD.hash))
+
+    def refusal(previous: bytes | None) -> str | None:
+        return run_sync(lambda: preflight(target, d, root=root, previous=previous)).refusal
+
+    assert "cannot roll back" in (refusal(None) or "")
+    assert "cannot roll back" in (refusal(other.canonical) or "")
+    assert "cannot roll back" not in (refusal(OLD.canonical) or "")

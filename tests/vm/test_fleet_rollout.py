@@ -66,6 +66,7 @@ class Fleet3:
     vms: list[Vm]
     factory: VmFactory
     hashes: dict[str, str]
+    v1: bytes  # the exact config the hosts first booted (through the pointer): no host has a copy
 
     def stamp(self, vm: Vm) -> str:
         vm.close_ssh()  # a session cached before a reboot is gone
@@ -88,7 +89,7 @@ def fleet(vm_factory_module: VmFactory) -> Iterator[Fleet3]:
     for vm in vms:
         vm.wait_ssh(300)
     vms[1].sudo("mkdir -p /var/lib/app && printf 'v2\\nv3\\n' > /var/lib/app/bad-versions")
-    yield Fleet3(vms, vm_factory_module, {"v1": v1.hash})
+    yield Fleet3(vms, vm_factory_module, {"v1": v1.hash}, v1.canonical)
 
 
 def _ts(value: str | None) -> datetime:
@@ -120,6 +121,8 @@ def test_cli_halts_after_the_second_host(
     v2 = compiled("v2", key.public_line)
     fleet.hashes["v2"] = v2.hash
     (tmp_path / "v2.ign").write_text(doc("v2", key.public_line))
+    # what the fleet runs now: booted through the pointer, no host holds a copy to roll back to
+    (tmp_path / "v1.ign").write_bytes(fleet.v1)
     inv = tmp_path / "inventory.yaml"
     inv.write_text(
         "hosts:\n"
@@ -145,6 +148,8 @@ def test_cli_halts_after_the_second_host(
             HEALTH,
             "--timeout",
             "900",
+            "--previous-config",
+            str(tmp_path / "v1.ign"),
             "--json",
         ]
     )
@@ -193,6 +198,11 @@ def fleet_program(f: Fleet3, version: str, max_unavailable: int) -> Any:
 
 def test_pulumi_fleet_halts_records_each_machine_and_resumes(fleet: Fleet3) -> None:
     stack = Stack()
+    # fleet-c still runs the v1 it booted through the pointer, of which it has no copy: give it
+    # one in /oem/config.ign, as a bare-metal host installed with `flatcar-install -i` has (without
+    # a rollback target the preflight refuses the host, and with it the whole rollout)
+    fleet.vms[2].close_ssh()
+    fleet.vms[2].sudo("install -m 0600 /dev/stdin /oem/config.ign", input=fleet.v1)
     before = {n: fleet.stamp(vm) for n, vm in zip(NAMES, fleet.vms, strict=True)}
     boot_c = fleet.boot(fleet.vms[2])
     dep = deploy(fleet_program(fleet, "v3", 1), stack)
