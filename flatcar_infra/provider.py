@@ -208,10 +208,8 @@ async def converge(news: Mapping[str, Any], olds: Mapping[str, Any] | None, op: 
     try:
         return await asyncio.wait_for(_converge(plain_news, plain_olds, op, report), policy.deadline + 60)
     except TimeoutError:
-        raise messages.ReprovisionError(
-            f"{plain_news['host']}: the operation did not finish within policy.deadline "
-            f"({policy.deadline:g}s)", messages.UNKNOWN,
-            "run again; raise policy.deadline if the host is just slow") from None
+        raise messages.deadline(str(plain_news["host"]), policy.deadline, "the run", messages.UNKNOWN,
+                                None) from None
 
 
 async def _converge(news: dict[str, Any], olds: dict[str, Any] | None, op: str,

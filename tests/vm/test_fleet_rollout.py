@@ -2,10 +2,9 @@
 first through ``flatcar-infra rollout``, then through the Pulumi ``Fleet`` under the test engine
 (the real provider server), then a rerun that resumes.
 
-Expected each time: host 1 on the new hash; host 2 rolled back to its old hash (``failed`` until
-the procedure's automatic rollback exists: then the host is left on the new config whose check
-failed); host 3 not started (same boot, old hash); exit 1 / a failed deployment; no two hosts'
-[started_at, finished_at] overlap. The health check fails on host 2 only, and only for the
+Expected each time: host 1 on the new hash; host 2 rolled back to its old hash by the procedure's
+automatic rollback; host 3 not started (same boot, old hash); exit 1 / a failed deployment; no
+two hosts' [started_at, finished_at] overlap. The health check fails on host 2 only, and only for the
 versions listed in its (kept) /var/lib/app/bad-versions.
 
 One boot (saved and resumed three times) and 5 reprovision reboots (more with rollback).
