@@ -42,14 +42,19 @@ from flatcar_infra.ssh import SshTarget
 KEEP = ("/var/lib/app",)
 
 
-def doc(version: str) -> dict[str, Any]:
+def doc(version: str, public_key: str | None = None) -> dict[str, Any]:
+    """``public_key``: authorized for root (the CLI applies the file as it is; the preflight
+    refuses a config that would lock the operator out). Pulumi's machines merge it themselves."""
     files = [{"path": f"/etc/app/{i}.conf", "mode": 420, "overwrite": True,
               "contents": {"source": f"data:,{version}-{i}"}} for i in range(10)]
-    return {"ignition": {"version": "3.3.0"}, "storage": {"files": files}}
+    d: dict[str, Any] = {"ignition": {"version": "3.3.0"}, "storage": {"files": files}}
+    if public_key:
+        d["passwd"] = {"users": [{"name": "root", "sshAuthorizedKeys": [public_key]}]}
+    return d
 
 
-def config(version: str) -> CompiledConfig:
-    return compile_config(json.dumps(doc(version)), filename=f"{version}.ign", stamp_config=True)
+def config(version: str, public_key: str | None = None) -> CompiledConfig:
+    return compile_config(json.dumps(doc(version, public_key)), filename=f"{version}.ign", stamp_config=True)
 
 
 def quiet(_phase: str, _message: str, _elapsed: float | None = None) -> None:
@@ -59,10 +64,13 @@ def quiet(_phase: str, _message: str, _elapsed: float | None = None) -> None:
 def rollout(hosts: list[StandinHost], identity: Path, version: str, max_unavailable: int
             ) -> tuple[float, RolloutReport]:
     """The CLI's path: the runner with one SSH rollout host per stand-in."""
-    c = config(version)
+    c = config(version, Path(f"{identity}.pub").read_text().strip())
     desired = Desired.from_config(c.canonical, c.hash, Policy(keep_paths=KEEP))
+    # the hosts first run v1, as a pointer delivered it (no copy on the host): the rollback target
+    # until each keeps its own, as `flatcar-infra rollout --previous-config v1.ign` gives it
+    v1 = config("v1", Path(f"{identity}.pub").read_text().strip()).canonical
     rhosts = [ssh_host(h.name, SshTarget(h.address, 22, "root", identity_file=str(identity),
-                                         host_key=h.host_key), desired) for h in hosts]
+                                         host_key=h.host_key), desired, previous=v1) for h in hosts]
     t0 = time.monotonic()
     rep = asyncio.run(run_rollout(rhosts, RolloutPolicy(max_unavailable=max_unavailable), report=quiet))
     took = time.monotonic() - t0
@@ -134,8 +142,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         key = Path(tmp) / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
-        with StandinFleet(n, Path(tmp), reboot_seconds=args.reboot_seconds, config=config("v1").canonical,
-                          client_public_key=Path(f"{key}.pub").read_text().strip()) as fleet:
+        public = Path(f"{key}.pub").read_text().strip()
+        with StandinFleet(n, Path(tmp), reboot_seconds=args.reboot_seconds,
+                          config=config("v1", public).canonical, client_public_key=public) as fleet:
             hosts = fleet.hosts
             single1, rep1 = rollout(hosts[:1], key, "single-a", 1)
             log(f"single host: {single1:.1f}s (reboot {args.reboot_seconds:g}s) [{phases(rep1)}]")
