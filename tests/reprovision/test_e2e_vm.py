@@ -175,6 +175,13 @@ class World:
     def sudo(self, cmd: str) -> str:
         return self.vm.sudo(cmd).text
 
+    def identity(self) -> dict[str, str]:
+        """What a reprovision in place must keep: the machine-id and the SSH host keys."""
+        return {
+            "machine_id": self.sudo("cat /etc/machine-id"),
+            "host_keys": self.sudo("sha256sum /etc/ssh/ssh_host_*"),
+        }
+
     def data_intact(self) -> None:
         assert self.vm.read_file("/var/lib/app/data.bin") == DATA
 
@@ -213,11 +220,7 @@ def test_create_reprovisions_the_base_in_place_without_rollback(world: World) ->
     back; with rollback off it is reprovisioned in place, keeping data, host keys, machine-id."""
     vm = world.vm
     vm.sudo("mkdir -p /var/lib/app && cat > /var/lib/app/data.bin", input=DATA)
-    before = {
-        "machine_id": world.sudo("cat /etc/machine-id"),
-        "host_keys": world.sudo("sha256sum /etc/ssh/ssh_host_*"),
-        "boot": vm.boot_id(),
-    }
+    before = {**world.identity(), "boot": vm.boot_id()}
     v1 = config(world.vm_key, "v1", {"/etc/app.conf": "v1\n", "/etc/v1-only": "old\n"})
     world.configs["v1"] = v1
     assert "cannot roll back" in world.up_error(v1)
@@ -302,11 +305,7 @@ def test_refused_before_anything_changes(world: World, tmp_path: Path) -> None:
 
 def test_v1_to_v2_in_place(world: World) -> None:
     vm = world.vm
-    before = {
-        "machine_id": world.sudo("cat /etc/machine-id"),
-        "host_keys": world.sudo("sha256sum /etc/ssh/ssh_host_*"),
-        "boot": vm.boot_id(),
-    }
+    before = {**world.identity(), "boot": vm.boot_id()}
     c2 = config(world.vm_key, "v2", {"/etc/app.conf": "v2\n", "/etc/v2-only": "new\n"})
     world.configs["v2"] = c2
     step = world.up(c2)
