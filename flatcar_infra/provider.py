@@ -249,18 +249,18 @@ async def _converge(news: dict[str, Any], olds: dict[str, Any] | None, op: str,
         outcome = await ensure(
             target, desired, report=report, first_boot_wait=policy.reboot_timeout if new_machine else 0,
             fallback_keys=[old_key] if old_key and old_key != news.get("private_key") else [],
-            **procedure_context(news, olds, new_machine))
+            **procedure_context(news, olds, desired, new_machine))
         host_key = outcome.host_key or host_key
         result = outcome.to_outputs("reprovisioned" if outcome.rebooted else "verified")
     return host_key, result
 
 
-def procedure_context(news: Mapping[str, Any], olds: Mapping[str, Any] | None,
+def procedure_context(news: Mapping[str, Any], olds: Mapping[str, Any] | None, desired: Desired,
                       new_machine: bool) -> dict[str, Any]:
     """What the procedure (run and read-only preflight alike) knows beyond the config: the
-    previous config (the rollback target), the keys the cloud installs, the config's source."""
+    previous config (the rollback target), the keys the cloud installs, the config's source.
+    ``desired``: ``desired_of(news)``, which the caller has already built."""
     previous = (olds or {}).get("config") if not new_machine else None
-    desired = desired_of(news)
     return {
         "previous": previous.encode() if isinstance(previous, str) else None,
         "platform_keys": [str(k) for k in news.get("platform_keys") or ()],

@@ -194,7 +194,7 @@ def _host(props: Mapping[str, Any], olds: Mapping[str, Any] | None, wkey: str, n
         target = target_of(news_m, pinned)
 
         new_machine = op == "create" or (d is not None and d.action == "new-machine")
-        context = procedure_context(news_m, olds_m, new_machine)
+        context = procedure_context(news_m, olds_m, desired, new_machine)
 
         async def check_fn() -> Preflight:
             return await preflight(target, desired, **context)
