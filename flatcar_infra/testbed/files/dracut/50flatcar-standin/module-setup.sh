@@ -22,7 +22,7 @@ install() {
     inst_script "$moddir/ignition-setup.sh" /usr/sbin/ignition-setup
     inst_script "$moddir/initrd-setup-root.sh" /sbin/initrd-setup-root
     inst_multiple bash mount umount mountpoint cp mkdir rm rmdir chroot cat stat cmp readlink \
-        dirname getfattr dmesg journalctl sleep modprobe grep
+        dirname getfattr dmesg journalctl sleep modprobe grep xargs
 
     require_unit ignition-setup.service ignition-complete.target
     require_unit ignition-quench.service ignition-complete.target
