@@ -79,6 +79,9 @@ REBOOT_GRACE = 120.0
 """A host still answering on the old boot this long after the reboot was issued did not reboot."""
 FIRST_DIAL = 30.0
 """How long the first login of a run retries (a host that is up answers at once)."""
+REBOOT_POLL = 1.0
+"""Longest pause between SSH attempts while waiting for a new boot: the wait ends at most this long
+after sshd answers (the default back-off grows to 5 s, a tenth of a reboot under emulation)."""
 
 
 def _noop(_phase: str, _message: str, _elapsed: float | None = None) -> None:
@@ -303,11 +306,14 @@ class _Run:
             raise messages.deadline(self.host, self.d.policy.deadline, self.phase, self.state, self.applied)
         return min(seconds, left)
 
-    async def dial(self, timeout: float, *, attempt_timeout: float = 8.0) -> SshSession:
+    async def dial(
+        self, timeout: float, *, attempt_timeout: float = 8.0, max_delay: float = 5.0
+    ) -> SshSession:
         return await dial(
             self.keys,
             timeout=self.bound(timeout),
             attempt_timeout=attempt_timeout,
+            max_delay=max_delay,
             on_attempt=lambda n, el, exc: (
                 self.report(self.phase, f"waiting for SSH: {exc.message}", el) if n % 5 == 1 else None
             ),
@@ -622,7 +628,7 @@ class _Run:
                     raise never_rebooted()
                 return None
             try:
-                s = await self.dial(left)
+                s = await self.dial(left, max_delay=REBOOT_POLL)
             except HostKeyMismatch:
                 if self.d.policy.strategy == "wipe-root":
                     key = await fetch_host_key(self.host, self.target.port)
